@@ -27,6 +27,7 @@ import shutil
 import signal as signals
 import socket
 import subprocess
+import termios
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,6 +88,12 @@ class ExecResult:
     exit_code: int
     output: bytes
     errors: bytes = b""
+
+
+@dataclass
+class ExecSession:
+    process: subprocess.Popen
+    master: int | None = None    # the pty master, for tty execs: output and input in one
 
 
 class Runtime:
@@ -304,14 +311,16 @@ class Runtime:
     # --- exec, attach, logs -----------------------------------------------
 
     def exec_command(self, reference: str, cmd: list[str], tty: bool = False, env: list[str] = (),
-                     user: str = "", workdir: str = "", interactive: bool = False) -> list[str]:
-        """The runc command line that runs ``cmd`` inside a running container (for streaming callers)."""
+                     user: str = "", workdir: str = "", console_socket: str = "") -> list[str]:
+        """The runc command line that runs ``cmd`` inside a running container."""
         container = self.get(reference)
         if container.state.status != STATUS_RUNNING:
             raise ContainerNotRunning(container.id)
         if not cmd:
             raise InvalidValue("cmd", "no command specified")
         flags = ["--tty"] if tty else []
+        if console_socket:
+            flags += ["--console-socket", console_socket]
         for entry in env:
             _check_env(entry)
             flags += ["--env", entry]
@@ -322,13 +331,42 @@ class Runtime:
             flags += ["--cwd", workdir]
         return self.runc.command("exec", *flags, container.id, *cmd)
 
+    def open_exec(self, reference: str, cmd: list[str], tty: bool = False, env: list[str] = (),
+                  user: str = "", workdir: str = "", stdin: bool = False) -> ExecSession:
+        """Start ``cmd`` in the container's namespaces; the caller streams its pipes or pty.
+
+        runc stays in the foreground and exits with the command's code, so
+        ``session.process.wait()`` is the exit code (see ``exec_exit_code``).
+        """
+        if not tty:
+            command = self.exec_command(reference, cmd, False, env, user, workdir)
+            process = subprocess.Popen(command, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return ExecSession(process)
+        # runc exec -t in the foreground proxies its own stdio to the container's pty and
+        # exits with the command's code; its stdio must be a terminal it controls.
+        master, slave = os.openpty()
+        try:
+            command = self.exec_command(reference, cmd, True, env, user, workdir)
+            process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave,
+                                       start_new_session=True, preexec_fn=_take_controlling_terminal)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        return ExecSession(process, master=master)
+
     def exec(self, reference: str, cmd: list[str], tty: bool = False, env: list[str] = (),
              user: str = "", workdir: str = "", stdin: bytes | None = None) -> ExecResult:
-        """Run ``cmd`` in the container's namespaces; its output and exit code."""
-        command = self.exec_command(reference, cmd, tty, env, user, workdir)
-        done = subprocess.run(command, input=stdin, capture_output=True,
-                              stdin=None if stdin is not None else subprocess.DEVNULL)
-        return ExecResult(_exec_exit_code(done.returncode, done.stderr), done.stdout, done.stderr)
+        """Run ``cmd`` in the container's namespaces; its output and exit code (with a tty, one stream)."""
+        session = self.open_exec(reference, cmd, tty, env, user, workdir, stdin=stdin is not None)
+        if session.master is None:
+            output, errors = session.process.communicate(stdin)
+        else:
+            output, errors = _drain_terminal(session, stdin), b""
+        session.process.wait()
+        return ExecResult(exec_exit_code(session.process.returncode, errors), output, errors)
 
     def attach(self, reference: str) -> socket.socket:
         """conmon's attach socket: packets read are a stream byte (2 stdout, 3 stderr) + data; writes go to stdin."""
@@ -681,7 +719,32 @@ def _pidfd(pid: int, start_time: int):
         os.close(fd)
 
 
-def _exec_exit_code(code: int, stderr: bytes) -> int:
+def _take_controlling_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _drain_terminal(session: ExecSession, stdin: bytes | None) -> bytes:
+    """All the pty gives until the command's side closes (read then fails with EIO)."""
+    chunks = []
+    try:
+        if stdin:
+            os.write(session.master, stdin)
+        while True:
+            try:
+                chunk = os.read(session.master, 65536)
+            except OSError as error:
+                if error.errno == errno.EIO:
+                    break
+                raise
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(session.master)
+    return b"".join(chunks)
+
+
+def exec_exit_code(code: int, stderr: bytes) -> int:
     """runc exec exits 255 when it cannot start the command; give Docker's 126/127 then."""
     if code == 255 and b"exec failed" in stderr:
         return monitor.start_failure(stderr.decode(errors="replace")).exit_code

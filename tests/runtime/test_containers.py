@@ -128,6 +128,18 @@ def test_exec_runs_in_the_containers_namespaces_and_returns_its_code(engine, run
     assert inside != [os.readlink(f"/proc/self/ns/{kind}") for kind in kinds]
 
 
+def test_exec_with_a_tty_gets_a_terminal_and_its_exit_code(engine, run):
+    container = run("sleep", "1000")
+    result = engine.exec(container.id, ["sh", "-c", "tty; exit 2"], tty=True)
+    assert result.exit_code == 2
+    assert result.output.startswith(b"/dev/pts/")
+
+
+def test_exec_feeds_stdin_to_the_command(engine, run):
+    container = run("sleep", "1000")
+    assert engine.exec(container.id, ["cat"], stdin=b"piped\n").output == b"piped\n"
+
+
 def test_exec_of_a_missing_command_gives_127(engine, run):
     container = run("sleep", "1000")
     assert engine.exec(container.id, ["nosuchcmd"]).exit_code == 127
