@@ -118,11 +118,23 @@ class Runtime:
 
     # --- create -----------------------------------------------------------
 
-    def create(self, spec: ContainerSpec) -> Container:
+    def create(self, spec: ContainerSpec, container_id: str | None = None) -> Container:
+        """Prepare a container (rootfs, bundle, record); nothing runs yet.
+
+        ``container_id`` lets the console choose the id it already stored;
+        creating an id that exists returns that container (a retried task).
+        """
+        if container_id is not None:
+            if not re.fullmatch(r"[0-9a-f]{64}", container_id):
+                raise InvalidValue("id", "a container id is 64 lowercase hex digits")
+            try:
+                return self.get(container_id)
+            except NoSuchContainer:
+                pass
         _validate(spec)
         image = self.images.get(spec.image)
         path, args = _command(image, spec)
-        container_id = secrets.token_hex(32)
+        container_id = container_id or secrets.token_hex(32)
         name = self._claim_name(spec.name.lstrip("/") or None, container_id)
         directory = self.state.container_dir(container_id)
         try:

@@ -402,3 +402,14 @@ def test_removing_an_image_in_use_is_refused(engine, run):
         engine.remove_image(image.id)
     engine.remove(container.id)
     engine.images.untag("berth-test-inuse:1")
+
+
+def test_create_with_a_chosen_id_is_idempotent(engine, run):
+    chosen = "ab" * 32
+    first = engine.create(ContainerSpec(image="busybox", cmd=["true"]), container_id=chosen)
+    try:
+        again = engine.create(ContainerSpec(image="busybox", cmd=["true"]), container_id=chosen)
+        assert first.id == again.id == chosen
+        assert len([c for c in engine.list() if c.id == chosen]) == 1
+    finally:
+        engine.remove(chosen)
