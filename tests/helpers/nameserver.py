@@ -47,14 +47,19 @@ def serve_dns(sock: socket.socket, known_name: str) -> None:
         sock.sendto(answer(query, known_name), peer)
 
 
-def main() -> None:
-    known_name = sys.argv[1]
+def start(known_name: str) -> None:
+    """Both servers in daemon threads; they listen once this returns."""
     web = http.server.ThreadingHTTPServer(("127.0.0.1", 8080), Hello)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dns.bind(("127.0.0.1", 53))
+    threading.Thread(target=serve_dns, args=(dns, known_name), daemon=True).start()
+
+
+def main() -> None:
+    start(sys.argv[1])
     print("ready", flush=True)
-    serve_dns(dns, known_name)
+    threading.Event().wait()
 
 
 if __name__ == "__main__":

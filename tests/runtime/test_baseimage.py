@@ -7,6 +7,7 @@ Every test talks only to 127.0.0.1 inside a network namespace of its own
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -15,50 +16,15 @@ from runtime.images import ImageStore
 from runtime.paths import StateRoot
 
 # Runs inside the new network namespace: a web server and a DNS server on
-# 127.0.0.1, then busybox in a chroot of the image asks for a name.
+# 127.0.0.1 (tests/helpers/nameserver.py), then busybox in a chroot of the image asks for a name.
 NETNS_SCRIPT = textwrap.dedent('''
-    import http.server, socket, struct, subprocess, sys, threading
+    import subprocess, sys
+    sys.path.insert(0, sys.argv[1])
+    from tests.helpers import nameserver
 
-    root, dns_name, *command = sys.argv[1:]
+    project, root, dns_name, *command = sys.argv[1:]
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b"hello from berth"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    web = http.server.ThreadingHTTPServer(("127.0.0.1", 8080), Hello)
-    threading.Thread(target=web.serve_forever, daemon=True).start()
-
-    def answer(query):
-        end = query.index(b"\\0", 12) + 5
-        labels, i = [], 12
-        while query[i]:
-            labels.append(query[i + 1:i + 1 + query[i]].decode().lower())
-            i += 1 + query[i]
-        qtype = struct.unpack("!H", query[end - 4:end - 2])[0]
-        known = ".".join(labels) == dns_name
-        rcode = 0 if known else 3
-        answers = b""
-        if known and qtype == 1:
-            answers = b"\\xc0\\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
-        header = struct.pack("!HHHHHH", struct.unpack("!H", query[:2])[0], 0x8180 | rcode, 1, int(bool(answers)), 0, 0)
-        return header + query[12:end] + answers
-
-    def serve_dns():
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 53))
-        while True:
-            query, peer = sock.recvfrom(512)
-            sock.sendto(answer(query), peer)
-
-    threading.Thread(target=serve_dns, daemon=True).start()
+    nameserver.start(dns_name)
     done = subprocess.run(["timeout", "10", "chroot", root] + command, capture_output=True)
     sys.stdout.buffer.write(done.stdout)
     sys.stderr.buffer.write(done.stderr)
@@ -87,7 +53,8 @@ def rootfs(tmp_path):
 def run_in_netns(tmp_path, rootfs, *command):
     script = tmp_path / "netns.py"
     script.write_text(NETNS_SCRIPT)
-    argv = ["unshare", "-n", sys.executable, str(script), str(rootfs), "viadns.test", *command]
+    project = str(Path(__file__).parents[2])
+    argv = ["unshare", "-n", sys.executable, str(script), project, str(rootfs), "viadns.test", *command]
     return subprocess.run(argv, capture_output=True, timeout=60)
 
 
