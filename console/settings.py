@@ -26,8 +26,8 @@ BERTH_RUN_DIR = Path(os.environ.get("BERTH_RUN_DIR", "/run/berth"))
 BERTH_DOCKER_SOCKET = os.environ.get("BERTH_DOCKER_SOCKET", str(BERTH_RUN_DIR / "docker.sock"))
 # The Celery queue of this host's worker: the console routes a container's tasks to its host.
 BERTH_HOST = os.environ.get("BERTH_HOST", socket.gethostname())
-
-
+# The cgroup parent of every container of this host (tests use one of their own).
+BERTH_CGROUP_PARENT = os.environ.get("BERTH_CGROUP_PARENT", "berth")
 
 def _secret_key() -> str:
     """From the environment, else the file the set-up wrote once, else a key only fit for tests."""
@@ -118,7 +118,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("BERTH_CHANNELS_PREFIX", "berth")},
+        # No socket timeout: redis-py's 5 s default would cut channels_redis's own 5 s blocking reads.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                   "prefix": os.environ.get("BERTH_CHANNELS_PREFIX", "berth")},
     }
 }
 

@@ -201,7 +201,10 @@ class Runtime:
             pid = monitor.start_monitor(
                 container.id, container.name, self._monitor_paths(container.id),
                 self.runc.binary, self.runc.root, container.spec.tty, container.spec.open_stdin,
+                container.spec.stdin_once,
             )
+            # Before runc start lets PID 1 run: a quick exit must not finish before it started.
+            started_at = _now()
             self.runc.start(container.id)
         except (StartFailed, RuncError) as failure:
             self._record_failed_start(container, failure)
@@ -210,7 +213,7 @@ class Runtime:
         container.state.pid = pid
         container.state.exit_code = 0
         container.state.error = ""
-        container.state.started_at = _now()
+        container.state.started_at = started_at
         container.pid_start_time = _start_time(pid)
         container.monitor_pid = _read_int(directory / "monitor.pid")
         container.monitor_start_time = _start_time(container.monitor_pid)
@@ -244,8 +247,11 @@ class Runtime:
         self._signal(container, number)
         return container
 
-    def stop(self, reference: str, timeout: int | None = None) -> Container:
-        """The stop signal, ``timeout`` seconds of grace, then SIGKILL. Stopped already is fine."""
+    def stop(self, reference: str, timeout: int | None = None, signal: str | int | None = None) -> Container:
+        """The stop signal (``signal`` overrides it), ``timeout`` seconds of grace, then SIGKILL.
+
+        Stopped already is fine.
+        """
         container = self.get(reference)
         if not container.running:
             return container
@@ -253,8 +259,8 @@ class Runtime:
             timeout = container.spec.stop_timeout
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
-        image_signal = self.images.get(container.image_id).config.stop_signal if timeout else None
-        stop_signal = parse_signal(container.spec.stop_signal or image_signal or "SIGTERM")
+        image_signal = self.images.get(container.image_id).config.stop_signal if timeout and not signal else None
+        stop_signal = parse_signal(signal or container.spec.stop_signal or image_signal or "SIGTERM")
         if container.state.status == STATUS_PAUSED:
             self.unpause(container.id)
         if timeout > 0:
@@ -297,6 +303,24 @@ class Runtime:
             except ProcessLookupError:
                 continue
         return not self.get(container.id).running
+
+    # --- rename -----------------------------------------------------------
+
+    def rename(self, reference: str, new_name: str) -> Container:
+        """Give a container another name; the old one is free at once. Renaming again to it is a no-op."""
+        new_name = new_name.lstrip("/")
+        if not _NAME.match(new_name):
+            raise InvalidValue("name", f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        container = self.get(reference)
+        with self._locked(container.id):
+            container = self._load(container.id)
+            if _readlink(self.names_dir / new_name) != container.id:
+                self._claim_name(new_name, container.id)
+            old_name, container.name, container.spec.name = container.name, new_name, new_name
+            self._save(container)
+            if old_name != new_name and _readlink(self.names_dir / old_name) == container.id:
+                _remove(self.names_dir / old_name)
+        return container
 
     # --- pause ------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StartFailed
+from .runc import message as runc_message
 
 CONMON = "/usr/bin/conmon"
 # conmon names its attach socket <socket dir>/<uuid>/attach; sun_path holds 107 bytes.
@@ -39,14 +40,14 @@ class MonitorPaths:
 
 
 def start_monitor(container_id: str, name: str, paths: MonitorPaths, runc_path: str, runc_root: Path,
-                  tty: bool, open_stdin: bool, log_size_max: int = 0) -> int:
+                  tty: bool, open_stdin: bool, stdin_once: bool = False, log_size_max: int = 0) -> int:
     """Start conmon, let it create PID 1 through runc, and return PID 1's host PID."""
     read_end, write_end = os.pipe()
     # conmon's daemon keeps stderr open for its whole life: a file, not a pipe we would wait on.
     with open(paths.monitor_errors, "ab") as errors:
         try:
             conmon = subprocess.Popen(
-                _arguments(container_id, name, paths, runc_path, runc_root, tty, open_stdin, log_size_max),
+                _arguments(container_id, name, paths, runc_path, runc_root, tty, open_stdin, stdin_once, log_size_max),
                 pass_fds=(write_end,),
                 env={"_OCI_SYNCPIPE": str(write_end), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
@@ -61,7 +62,8 @@ def start_monitor(container_id: str, name: str, paths: MonitorPaths, runc_path: 
     return _pid_from(reply, paths.monitor_errors)
 
 
-def _arguments(container_id, name, paths: MonitorPaths, runc_path, runc_root, tty, open_stdin, log_size_max):
+def _arguments(container_id, name, paths: MonitorPaths, runc_path, runc_root, tty, open_stdin, stdin_once,
+               log_size_max):
     args = [
         CONMON, "--api-version", "1",
         "--cid", container_id, "--cuuid", container_id[:UUID_LENGTH], "--name", name or container_id,
@@ -75,7 +77,7 @@ def _arguments(container_id, name, paths: MonitorPaths, runc_path, runc_root, tt
     if tty:
         args.append("--terminal")
     if open_stdin:
-        args += ["--stdin", "--leave-stdin-open"]
+        args += ["--stdin"] + ([] if stdin_once else ["--leave-stdin-open"])
     if log_size_max:
         args += ["--log-size-max", str(log_size_max)]
     return args
@@ -102,7 +104,7 @@ def _last_lines(path: Path) -> str:
 
 def start_failure(message: str) -> StartFailed:
     """Docker's exit codes for a command that cannot run: 127 not found, 126 not executable."""
-    text = message.strip()
+    text = runc_message(message.strip().encode()) or message.strip()
     lowered = text.lower()
     if "executable file not found" in lowered or "no such file or directory" in lowered:
         return StartFailed(text, exit_code=127)

@@ -30,7 +30,7 @@ class Runc:
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(self.command(*args), capture_output=True, stdin=subprocess.DEVNULL)
         if check and done.returncode != 0:
-            raise RuncError(_message(done.stderr) or f"runc {args[0]} failed with {done.returncode}")
+            raise RuncError(message(done.stderr) or f"runc {args[0]} failed with {done.returncode}")
         return done
 
     def exists(self, container_id: str) -> bool:
@@ -53,7 +53,7 @@ class Runc:
         if self.exists(container_id):
             done = self.run("delete", "--force", container_id, check=False)
             if done.returncode != 0 and self.exists(container_id):
-                raise RuncError(_message(done.stderr))
+                raise RuncError(message(done.stderr))
 
     def state(self, container_id: str) -> dict | None:
         done = self.run("state", container_id, check=False)
@@ -65,7 +65,7 @@ class Runc:
         return sorted(p.name for p in self.root.iterdir() if (p / "state.json").exists())
 
 
-def _message(stderr: bytes) -> str:
+def message(stderr: bytes) -> str:
     """runc logs JSON or logfmt lines; keep the human part of the last one."""
     lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     if not lines:

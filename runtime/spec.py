@@ -70,6 +70,8 @@ class ContainerSpec:
     domainname: str = ""
     tty: bool = False
     open_stdin: bool = False
+    # Close PID 1's stdin when the first attached client closes its input (docker run -i).
+    stdin_once: bool = False
     network: NetworkSpec = field(default_factory=NetworkSpec)
     resources: Resources = field(default_factory=Resources)
     mounts: list[BindMount] = field(default_factory=list)

@@ -19,6 +19,9 @@ import pytest
 
 from runtime.mounts import mount_points, unmount
 
+# The live stack (Redis, a Celery worker, real runc) for every test that asks for it.
+pytest_plugins = ["tests.live"]
+
 PREFIX = "berth-test-"
 TEST_TMP = Path("/tmp")
 CGROUP_ROOT = Path("/sys/fs/cgroup")

@@ -64,8 +64,17 @@ def test_stop_sends_sigkill_after_the_grace_period(engine, run):
     assert 0.9 <= took < 10
 
 
+def wait_for_line(engine, container_id, line: bytes, timeout=10):
+    """Until PID 1 printed ``line``: its trap is in place then."""
+    deadline = time.monotonic() + timeout
+    while line not in b"".join(r.data for r in engine.logs(container_id)):
+        assert time.monotonic() < deadline, f"{line!r} never printed"
+        time.sleep(0.02)
+
+
 def test_stop_ends_a_container_that_handles_sigterm_at_once(engine, run):
-    container = run("sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+    container = run("sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done")
+    wait_for_line(engine, container.id, b"ready")
     began = time.monotonic()
     engine.stop(container.id, timeout=10)
     assert time.monotonic() - began < 5
@@ -413,3 +422,40 @@ def test_create_with_a_chosen_id_is_idempotent(engine, run):
         assert len([c for c in engine.list() if c.id == chosen]) == 1
     finally:
         engine.remove(chosen)
+
+
+def test_rename_moves_the_name_and_frees_the_old_one(engine, run):
+    name, new_name = unique("old-"), unique("new-")
+    container = run("true", name=name, start=False)
+    renamed = engine.rename(name, new_name)
+    assert renamed.name == engine.get(new_name).name == new_name
+    assert engine.get(new_name).id == container.id
+    with pytest.raises(NoSuchContainer):
+        engine.get(name)
+    assert engine.rename(container.id, new_name).name == new_name  # again: nothing changes
+    other = run("true", name=name, start=False)  # the old name is free
+    assert other.id != container.id
+
+
+def test_rename_to_a_name_in_use_is_refused(engine, run):
+    taken = run("true", name=unique("taken-"), start=False)
+    container = run("true", name=unique("mine-"), start=False)
+    with pytest.raises(NameInUse):
+        engine.rename(container.id, taken.name)
+    assert engine.get(container.id).name == container.name
+
+
+def test_stop_with_a_signal_overrides_the_stop_signal(engine, run):
+    # sh as PID 1 ignores SIGTERM without a trap; SIGUSR1 with a trap ends it in time.
+    container = run("sh", "-c", "trap 'exit 7' USR1; echo ready; while true; do sleep 0.05; done")
+    wait_for_line(engine, container.id, b"ready")
+    engine.stop(container.id, timeout=10, signal="SIGUSR1")
+    assert engine.get(container.id).state.exit_code == 7
+
+
+def test_a_quick_exit_never_finishes_before_it_started(engine, run):
+    for _ in range(5):
+        container = run("true")
+        engine.wait(container.id, timeout=10)
+        state = engine.get(container.id).state
+        assert state.finished_at >= state.started_at

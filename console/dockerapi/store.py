@@ -1,0 +1,35 @@
+"""Networks and volumes, read from the models (their services come with the networking issue)."""
+
+from __future__ import annotations
+
+
+class ModelStore:
+    def network_by_name(self, name: str):
+        from console.models import Network
+
+        return Network.objects.filter(name=name).first()
+
+    def list_networks(self) -> list:
+        from console.models import Network
+
+        return list(Network.objects.order_by("name"))
+
+    def get_network(self, reference: str):
+        """By exact id, exact name, or unique id prefix; None when nothing (or several) match."""
+        from console.models import Network
+
+        found = Network.objects.filter(id=reference).first() or Network.objects.filter(name=reference).first()
+        if found is None and reference:
+            candidates = list(Network.objects.filter(id__startswith=reference)[:2])
+            found = candidates[0] if len(candidates) == 1 else None
+        return found
+
+    def list_volumes(self) -> list:
+        from console.models import Volume
+
+        return list(Volume.objects.order_by("name"))
+
+    def get_volume(self, name: str):
+        from console.models import Volume
+
+        return Volume.objects.filter(name=name).first()

@@ -1,0 +1,630 @@
+"""Berth's business rules: the one way in for pages, the Docker API and commands.
+
+Errors are the runtime's typed errors (``runtime.errors``) carrying Docker's
+messages, so every caller maps them the same way: NotFound (NoSuchContainer,
+NoSuchImage) -> 404, Conflict (NameInUse, ContainerRunning, ...) -> 409,
+InvalidValue -> 400, StartFailed -> by its ``exit_code``, any other
+BerthError -> 500.
+
+A service validates, writes its rows, then runs the host's task on that
+host's Celery queue and waits for it (``BERTH_TASK_TIMEOUT``): Docker's calls
+are synchronous. The worker is another process, so rows are committed before
+the task is sent: call services outside ``transaction.atomic()``. Every
+state-changing service writes an Operation row (the audit log): who, through
+what, which action on what, and how it ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone as dt_timezone
+from pathlib import Path
+
+from celery.exceptions import TimeoutError as TaskTimeout
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from runtime.errors import (
+    BerthError,
+    Conflict,
+    ContainerNotRunning,
+    ContainerPaused,
+    ContainerRunning,
+    ImageInUse,
+    InvalidValue,
+    NameInUse,
+    NoSuchContainer,
+    NoSuchImage,
+    StartFailed,
+)
+from runtime.images import normalize_reference
+from runtime.names import random_name
+
+from . import tasks
+from .celery import host_queue
+from .docker_config import check_name, check_signal, invalid, merge_image_config, read_create_body
+from .models import Container, Image, ImageTag, Operation
+
+log = logging.getLogger(__name__)
+
+RUNNING_STATES = (Container.STATE_RUNNING, Container.STATE_PAUSED, Container.STATE_RESTARTING)
+STOP_GRACE = 10   # seconds, when neither the caller nor the container names a stop timeout
+KILL_WAIT = 30    # seconds the runtime may wait for a SIGKILL to take effect
+_HEX = re.compile(r"[0-9a-f]+")
+_IMAGE_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
+
+
+# --- tasks and operations -------------------------------------------------------------
+
+
+def _call(task, host: str, *args, extra_wait: float = 0):
+    """Run ``task`` on ``host``'s queue and wait; its result, or its runtime error raised again here."""
+    if transaction.get_connection().in_atomic_block and not task.app.conf.task_always_eager:
+        raise BerthError("a service was called inside a transaction: the worker could not see its rows")
+    timeout = settings.BERTH_TASK_TIMEOUT + extra_wait
+    try:
+        # Not run at all once the caller gave up (a task redelivered after its worker died, say).
+        result = task.apply_async(args=args, queue=host_queue(host), expires=timeout)
+    except Exception as error:
+        raise BerthError(f"could not queue {task.name} for host {host}: {error}") from error
+    try:
+        outcome = result.get(timeout=timeout)
+    except TaskTimeout:
+        raise BerthError(f"the worker of host {host} did not answer within {timeout:g} s") from None
+    except Exception as error:
+        raise BerthError(f"{task.name} failed on host {host}: {error}") from error
+    finally:
+        result.forget()
+    if "error" in outcome:
+        raise tasks.error_from_data(outcome)
+    return outcome.get("result")
+
+
+@contextmanager
+def _operation(action: str, user, source: str, target: Container | None = None, name: str = "",
+               detail: dict | None = None):
+    """An Operation row, pending until the block ends: done, or failed with the error's message."""
+    if source not in dict(Operation.SOURCES):
+        raise ValueError(f"unknown operation source {source!r}")
+    operation = Operation.objects.create(
+        user=user if getattr(user, "is_authenticated", False) else None, source=source, action=action,
+        target_id=target.id if target else "", target_name=target.name if target else name, detail=detail or {},
+    )
+    try:
+        yield operation
+    except BaseException as error:
+        Operation.objects.filter(pk=operation.pk).update(
+            state=Operation.STATE_FAILED, error=str(error) or type(error).__name__, finished=timezone.now(),
+            target_id=operation.target_id, target_name=operation.target_name)
+        raise
+    Operation.objects.filter(pk=operation.pk).update(
+        state=Operation.STATE_DONE, finished=timezone.now(),
+        target_id=operation.target_id, target_name=operation.target_name)
+
+
+def _reload(container: Container) -> Container:
+    """The row as stored now; the object as it was if the row is gone (an AutoRemove container that exited)."""
+    try:
+        container.refresh_from_db()
+    except Container.DoesNotExist:
+        pass
+    return container
+
+
+def _now_iso() -> str:
+    return datetime.now(dt_timezone.utc).isoformat()
+
+
+# --- containers: create ----------------------------------------------------------------
+
+
+def create_container(body: dict, name: str | None = None, user=None, source: str = "api") -> Container:
+    """Docker's create: validate, write the row, create the container on its host and wait for it."""
+    with _operation("container.create", user, source, name=(name or "").lstrip("/")) as operation:
+        if name:
+            name = check_name(name)
+        config, host_config, networking_config = read_create_body(body)
+        image = _image_for_create(config["Image"])
+        config = merge_image_config(config, image.config)
+        container = _insert_container(
+            name, id=secrets.token_hex(32), host=settings.BERTH_HOST, image=image, image_ref=config["Image"],
+            config=config, host_config=host_config, networking_config=networking_config,
+            created=timezone.now(), created_by=operation.user,
+        )
+        operation.target_id, operation.target_name = container.id, container.name
+        try:
+            _call(tasks.create_container, container.host, container.id)
+        except BaseException as error:
+            Container.objects.filter(pk=container.id).delete()
+            if isinstance(error, NoSuchImage):  # the store lost it since the rows were synced
+                raise NoSuchImage(_familiar(config["Image"])) from None
+            raise
+        return _reload(container)
+
+
+def _image_for_create(reference: str) -> Image:
+    try:
+        return get_image(reference)
+    except NoSuchImage:
+        sync_images()  # an image made on the host outside the console (the set-up's busybox)
+        return get_image(reference)
+
+
+def _insert_container(name: str | None, **fields) -> Container:
+    """The row, its name claimed by the database's unique constraint (the arbiter of races)."""
+    for attempt in range(100):
+        candidate = name or (random_name() if attempt < 50 else f"{random_name()}{secrets.randbelow(100)}")
+        try:
+            with transaction.atomic():
+                return Container.objects.create(name=candidate, **fields)
+        except IntegrityError:
+            if name:
+                owner = Container.objects.filter(name=name).values_list("id", flat=True).first()
+                raise NameInUse(name, owner or "") from None
+    raise BerthError("could not find a free container name")
+
+
+# --- containers: lifecycle ------------------------------------------------------------------
+
+
+def start_container(ref: str, user=None, source: str = "api") -> tuple[Container, bool]:
+    """Start PID 1. False when it was running already (the API's 304).
+
+    A failed start leaves the container created (or exited) with the exit
+    code and the error, as Docker does, and raises StartFailed; an AutoRemove
+    container is removed then.
+    """
+    container = get_container(ref)
+    with _operation("container.start", user, source, container):
+        if container.state == Container.STATE_PAUSED:
+            raise Conflict("cannot start a paused container, try unpause instead")
+        try:
+            outcome = _call(tasks.start_container, container.host, container.id, _now_iso())
+        except ContainerPaused:
+            raise Conflict("cannot start a paused container, try unpause instead") from None
+        except StartFailed:
+            if container.auto_remove:
+                _remove_after_failed_start(container)
+            raise
+    return _reload(container), outcome["started"]
+
+
+def _remove_after_failed_start(container: Container) -> None:
+    try:
+        with _operation("container.remove", None, Operation.SOURCE_SYSTEM, container, detail={"reason": "AutoRemove"}):
+            _call(tasks.remove_container, container.host, container.id, True)
+    except BerthError:
+        log.exception("could not remove container %s after its start failed", container.id)
+
+
+def stop_container(ref: str, timeout: int | None = None, signal: str | None = None, user=None,
+                   source: str = "api") -> tuple[Container, bool]:
+    """The stop signal, ``timeout`` seconds of grace, SIGKILL. False when it was not running (304)."""
+    container = get_container(ref)
+    if signal:
+        check_signal(signal)
+    timeout = _timeout(timeout)
+    with _operation("container.stop", user, source, container, detail={"timeout": timeout, "signal": signal}):
+        outcome = _call(tasks.stop_container, container.host, container.id, timeout, signal or None,
+                        extra_wait=_grace(container, timeout) + KILL_WAIT)
+    return _reload(container), outcome["was_running"]
+
+
+def restart_container(ref: str, timeout: int | None = None, user=None, source: str = "api") -> Container:
+    container = get_container(ref)
+    timeout = _timeout(timeout)
+    with _operation("container.restart", user, source, container, detail={"timeout": timeout}):
+        try:
+            _call(tasks.restart_container, container.host, container.id, timeout, _now_iso(),
+                  extra_wait=_grace(container, timeout) + KILL_WAIT)
+        except StartFailed:
+            if container.auto_remove:
+                _remove_after_failed_start(container)
+            raise
+    return _reload(container)
+
+
+def kill_container(ref: str, signal: str = "SIGKILL", user=None, source: str = "api") -> Container:
+    container = get_container(ref)
+    signal = str(signal or "SIGKILL")
+    check_signal(signal)
+    with _operation("container.kill", user, source, container, detail={"signal": signal}):
+        try:
+            _call(tasks.kill_container, container.host, container.id, signal, extra_wait=KILL_WAIT)
+        except ContainerNotRunning:
+            raise Conflict(f"cannot kill container: {ref}: container {container.id} is not running") from None
+    return _reload(container)
+
+
+def pause_container(ref: str, user=None, source: str = "api") -> Container:
+    container = get_container(ref)
+    with _operation("container.pause", user, source, container):
+        if container.state == Container.STATE_PAUSED:
+            raise Conflict(f"container {container.id} is already paused")
+        _call(tasks.pause_container, container.host, container.id)
+    return _reload(container)
+
+
+def unpause_container(ref: str, user=None, source: str = "api") -> Container:
+    container = get_container(ref)
+    with _operation("container.unpause", user, source, container):
+        if container.state != Container.STATE_PAUSED:
+            raise Conflict(f"Container {container.id} is not paused")
+        _call(tasks.unpause_container, container.host, container.id)
+    return _reload(container)
+
+
+def remove_container(ref: str, force: bool = False, volumes: bool = False, user=None, source: str = "api") -> None:
+    """``docker rm``: refused while running unless ``force`` (then killed first).
+
+    ``volumes``: anonymous volumes arrive with the volumes issue; accepted, nothing to remove yet.
+    """
+    container = get_container(ref)
+    with _operation("container.remove", user, source, container, detail={"force": force, "volumes": volumes}):
+        if container.running and not force:
+            container = _refreshed(container)  # the row may lag an exit by a few milliseconds
+            if container.state == Container.STATE_PAUSED:
+                raise Conflict(f'cannot remove container "{ref}": container is paused and must be unpaused first')
+            if container.running:
+                raise ContainerRunning(ref)
+        previous = _claim_removal(container, ref)
+        try:
+            _call(tasks.remove_container, container.host, container.id, force, extra_wait=KILL_WAIT)
+        except BaseException as error:
+            Container.objects.filter(pk=container.id, state=Container.STATE_REMOVING).update(state=previous)
+            _refresh_quietly(container)
+            if isinstance(error, ContainerRunning):  # started meanwhile
+                raise ContainerRunning(ref) from None
+            raise
+
+
+def _claim_removal(container: Container, ref: str) -> str:
+    """Mark the row removing (one remover wins); the state it had."""
+    for _ in range(10):
+        current = Container.objects.filter(pk=container.id).values_list("state", flat=True).first()
+        if current is None:
+            raise NoSuchContainer(ref)
+        if current == Container.STATE_REMOVING:
+            raise Conflict(f"removal of container {ref} is already in progress")
+        if Container.objects.filter(pk=container.id, state=current).update(state=Container.STATE_REMOVING):
+            return current
+    raise Conflict(f"removal of container {ref} is already in progress")
+
+
+def rename_container(ref: str, new_name: str, user=None, source: str = "api") -> Container:
+    container = get_container(ref)
+    new_name = (new_name or "").lstrip("/")
+    if not new_name:
+        raise invalid("Neither old nor new names may be empty", "name")
+    check_name(new_name)
+    old_name = container.name
+    if new_name == old_name:
+        raise invalid("Renaming a container with the same name as its current name", "name")
+    with _operation("container.rename", user, source, container, detail={"from": old_name, "to": new_name}):
+        try:
+            with transaction.atomic():
+                Container.objects.filter(pk=container.id).update(name=new_name)
+        except IntegrityError:
+            owner = Container.objects.filter(name=new_name).values_list("id", flat=True).first()
+            raise NameInUse(new_name, owner or "") from None
+        try:
+            _call(tasks.rename_container, container.host, container.id, new_name)
+        except BaseException:
+            Container.objects.filter(pk=container.id, name=new_name).update(name=old_name)
+            raise
+    return _reload(container)
+
+
+def refresh_container(ref: str) -> Container:
+    """Look at the container on its host again and store what is seen."""
+    container = get_container(ref)
+    _call(tasks.refresh_container, container.host, container.id)
+    try:
+        return Container.objects.get(pk=container.id)
+    except Container.DoesNotExist:
+        raise NoSuchContainer(ref) from None
+
+
+def _refreshed(container: Container) -> Container:
+    _call(tasks.refresh_container, container.host, container.id)
+    return _reload(container)
+
+
+def _refresh_quietly(container: Container) -> None:
+    try:
+        _call(tasks.refresh_container, container.host, container.id)
+    except BerthError:
+        log.exception("could not refresh container %s", container.id)
+
+
+def _timeout(timeout) -> int | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        try:
+            timeout = int(str(timeout))
+        except ValueError:
+            raise invalid(f"invalid timeout: {timeout}", "timeout") from None
+    return timeout
+
+
+def _grace(container: Container, timeout: int | None) -> int:
+    if timeout is None:
+        timeout = container.config.get("StopTimeout")
+    return max(timeout if timeout is not None else STOP_GRACE, 0)
+
+
+# --- containers: reading -------------------------------------------------------------------
+
+
+def get_container(ref: str) -> Container:
+    """By full id, by name (with or without its "/"), or by a unique id prefix."""
+    reference = (ref or "").strip()
+    if not reference:
+        raise NoSuchContainer(ref or "")
+    container = Container.objects.filter(pk=reference).first()
+    if container is None:
+        container = Container.objects.filter(name=reference.lstrip("/")).first()
+    if container is None and _HEX.fullmatch(reference):
+        matches = list(Container.objects.filter(id__startswith=reference)[:2])
+        if len(matches) > 1:
+            raise invalid(f"multiple IDs found with provided prefix: {reference}", "container")
+        container = matches[0] if matches else None
+    if container is None:
+        raise NoSuchContainer(ref)
+    return container
+
+
+FILTERS = ("name", "id", "status", "label")
+
+
+def list_containers(all: bool = False, limit: int | None = None, filters: dict | None = None) -> list[Container]:
+    """Newest first. Without ``all`` only running (and paused) ones, unless a status filter or a limit says otherwise.
+
+    ``filters`` as Docker's: {"name": [...], "id": [...], "status": [...], "label": ["k", "k=v"]}
+    (the older {"name": {"web": true}} form too). Name and id are regular expressions searched
+    in "/name" and the id, as moby does.
+    """
+    filters = _normalise_filters(filters)
+    statuses = filters.get("status", [])
+    for status in statuses:
+        if status not in dict(Container.STATES):
+            raise invalid(f"invalid filter 'status={status}'", "filters")
+    rows = Container.objects.select_related("image")
+    if statuses:
+        rows = rows.filter(state__in=statuses)
+    elif not all and not (limit and limit > 0):
+        rows = rows.filter(state__in=RUNNING_STATES)
+    found = [row for row in rows if _matches(row, filters)]
+    return found[:limit] if limit and limit > 0 else found
+
+
+def _normalise_filters(filters) -> dict[str, list[str]]:
+    normalised = {}
+    for key, values in (filters or {}).items():
+        if key not in FILTERS:
+            raise invalid(f"invalid filter '{key}'", "filters")
+        if isinstance(values, dict):
+            values = [value for value, wanted in values.items() if wanted]
+        elif isinstance(values, str):
+            values = [values]
+        normalised[key] = [str(value) for value in values or []]
+    return normalised
+
+
+def _matches(row: Container, filters: dict[str, list[str]]) -> bool:
+    if filters.get("name") and not any(_search(pattern, "/" + row.name) for pattern in filters["name"]):
+        return False
+    if filters.get("id") and not any(_search(pattern, row.id) for pattern in filters["id"]):
+        return False
+    labels = row.config.get("Labels") or {}
+    for wanted in filters.get("label", []):
+        key, equals, value = wanted.partition("=")
+        if key not in labels or (equals and labels[key] != value):
+            return False
+    return True
+
+
+def _search(pattern: str, text: str) -> bool:
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return pattern in text
+
+
+def describe_status(container: Container, now: datetime | None = None) -> str:
+    """Docker's Status column: "Up 5 minutes", "Exited (3) 2 seconds ago", "Created"..."""
+    now = now or timezone.now()
+    since = lambda moment: human_duration(now - moment) if moment else "Less than a second"
+    if container.state == Container.STATE_PAUSED:
+        return f"Up {since(container.started_at)} (Paused)"
+    if container.state == Container.STATE_RESTARTING:
+        return f"Restarting ({container.exit_code}) {since(container.finished_at)} ago"
+    if container.state == Container.STATE_RUNNING:
+        return f"Up {since(container.started_at)}"
+    if container.state == Container.STATE_REMOVING:
+        return "Removal In Progress"
+    if container.state == Container.STATE_DEAD:
+        return "Dead"
+    if container.started_at is None:
+        return "Created"
+    if container.finished_at is None:
+        return ""
+    return f"Exited ({container.exit_code}) {since(container.finished_at)} ago"
+
+
+def human_duration(delta: timedelta) -> str:
+    """A duration the way docker ps says it (go-units' HumanDuration)."""
+    seconds = int(delta.total_seconds())
+    if seconds < 1:
+        return "Less than a second"
+    if seconds == 1:
+        return "1 second"
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = seconds // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(delta.total_seconds() / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(delta.total_seconds() / 3600) // 24 // 365} years"
+
+
+def describe_ports(container: Container) -> str:
+    """Docker's Ports column: "0.0.0.0:8080->80/tcp, 443/tcp"."""
+    parts = []
+    for mapping in container.ports.all():
+        target = f"{mapping.container_port}/{mapping.protocol}"
+        parts.append(f"{mapping.host_ip}:{mapping.host_port}->{target}" if mapping.host_port else target)
+    return ", ".join(parts)
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def list_images() -> list[Image]:
+    return list(Image.objects.prefetch_related("tags").order_by("-created"))
+
+
+def get_image(ref: str) -> Image:
+    """By tag ("busybox" is busybox:latest), by id ("sha256:..."), or by a unique id prefix; tags first."""
+    reference = (ref or "").strip()
+    if not reference:
+        raise NoSuchImage(ref or "")
+    if reference.startswith("sha256:"):
+        return _image_by_prefix(reference, reference)
+    try:
+        tag = image_reference(reference)
+    except InvalidValue:
+        if _IMAGE_PREFIX.fullmatch(reference):
+            return _image_by_prefix(reference, reference)
+        raise
+    found = ImageTag.objects.select_related("image").filter(name=tag).first()
+    if found is not None:
+        return found.image
+    if _IMAGE_PREFIX.fullmatch(reference):
+        return _image_by_prefix(reference, tag)
+    raise NoSuchImage(tag)
+
+
+def _image_by_prefix(reference: str, missing: str) -> Image:
+    match = _IMAGE_PREFIX.fullmatch(reference)
+    if match:
+        matches = list(Image.objects.filter(id__startswith="sha256:" + match.group(1))[:2])
+        if len(matches) == 1:
+            return matches[0]
+    raise NoSuchImage(missing)
+
+
+def image_reference(reference: str) -> str:
+    """``name[:tag]`` as Docker's familiar ``name:tag``; Docker's "invalid reference format" otherwise."""
+    try:
+        return normalize_reference(reference)
+    except InvalidValue as error:
+        if "lowercase" in error.reason:
+            raise invalid(f"invalid reference format: repository name ({reference}) must be lowercase",
+                          "reference") from None
+        raise invalid("invalid reference format", "reference") from None
+
+
+def _familiar(reference: str) -> str:
+    try:
+        return image_reference(reference)
+    except InvalidValue:
+        return reference
+
+
+def sync_images() -> None:
+    """Make the Image and ImageTag rows match this host's image store."""
+    _call(tasks.sync_images, settings.BERTH_HOST)
+
+
+def tag_image(ref: str, repo: str, tag: str | None = None, user=None, source: str = "api") -> Image:
+    image = get_image(ref)
+    new_reference = image_reference(f"{repo}:{tag}" if tag else repo)
+    with _operation("image.tag", user, source, name=new_reference, detail={"image": image.id}) as operation:
+        operation.target_id = image.id
+        _call(tasks.tag_image, image.host, image.id, new_reference)
+    return get_image(new_reference)
+
+
+def remove_image(ref: str, force: bool = False, user=None, source: str = "api") -> list[dict]:
+    """``docker rmi``: [{"Untagged": "busybox:latest"}, {"Deleted": "sha256:..."}]."""
+    image = get_image(ref)
+    with _operation("image.remove", user, source, name=ref, detail={"force": force}) as operation:
+        operation.target_id = image.id
+        try:
+            lines = _call(tasks.remove_image, image.host, ref, force)
+        except ImageInUse as error:
+            raise _image_in_use(ref, image, error) from None
+    return [{kind: value} for kind, _, value in (line.partition(": ") for line in lines)]
+
+
+def _image_in_use(ref: str, image: Image, error: ImageInUse) -> ImageInUse:
+    user = error.container_ids[0][:12] if error.container_ids else ""
+    short = image.id.removeprefix("sha256:")[:12]
+    if ImageTag.objects.filter(name=_familiar(ref)).exists():
+        message = (f'conflict: unable to remove repository reference "{ref}" (must force) - '
+                   f"container {user} is using its referenced image {short}")
+    elif Container.objects.filter(pk__in=error.container_ids, state__in=RUNNING_STATES).exists():
+        message = f"conflict: unable to delete {short} (cannot be forced) - image is being used by running container {user}"
+    else:
+        message = f"conflict: unable to delete {short} (must be forced) - image is being used by stopped container {user}"
+    error.args = (message,)
+    return error
+
+
+def import_image(fileobj_or_path, reference: str | None = None, changes=(), user=None, source: str = "api") -> Image:
+    """``docker import``: a rootfs tarball (path or binary file object) as a one-layer image."""
+    if reference:
+        reference = image_reference(reference)
+    with _operation("image.import", user, source, name=reference or "") as operation:
+        with _upload(fileobj_or_path) as path:
+            image_id = _call(tasks.import_image, settings.BERTH_HOST, path, reference, list(changes or ()))
+        operation.target_id = image_id
+    return get_image(image_id)
+
+
+def load_images(fileobj_or_path, user=None, source: str = "api") -> list[Image]:
+    """``docker load``: a docker-save or OCI archive (path or binary file object); the images in it."""
+    with _operation("image.load", user, source) as operation:
+        with _upload(fileobj_or_path) as path:
+            image_ids = _call(tasks.load_images, settings.BERTH_HOST, path)
+        operation.detail = {"images": image_ids}
+        Operation.objects.filter(pk=operation.pk).update(detail=operation.detail)
+    return [get_image(image_id) for image_id in image_ids]
+
+
+@contextmanager
+def _upload(fileobj_or_path):
+    """A path the host's worker can read: the path given, or the stream copied under BERTH_ROOT/tmp."""
+    if isinstance(fileobj_or_path, (str, os.PathLike)):
+        yield str(fileobj_or_path)
+        return
+    scratch = Path(settings.BERTH_ROOT) / "tmp"
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="upload-", dir=scratch)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(fileobj_or_path, out, 1 << 20)
+        yield path
+    finally:
+        os.unlink(path)

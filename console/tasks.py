@@ -1,0 +1,228 @@
+"""Host tasks: thin adapters between the host's queue and the runtime.
+
+A task takes a primary key (or plain values), makes one runtime call, stores
+what the kernel now shows (``console.state``, which also publishes the event)
+and returns plain data. A runtime error comes back as data too
+(``error_to_data``) and the service raises the same class again
+(``error_from_data``): exceptions are never pickled through Celery.
+
+Every task may run twice (acks_late redelivers a task whose worker died, and
+a caller may retry) without harm: create passes the row's id, so the runtime
+returns the container it made already; start and restart do nothing when a
+start happened after the request; stop, pause, kill and remove of what is
+stopped, paused, exited or gone change nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal as signals
+from datetime import datetime
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+
+import runtime.errors
+from runtime.errors import BerthError, ContainerPaused, NoSuchContainer
+from runtime.signals import parse_signal
+from runtime.spec import STATUS_PAUSED
+
+from . import state, watcher  # noqa: F401  (watcher: the worker starts it when ready)
+from .models import Container
+from .runtime_access import get_runtime
+from .specs import bind_sources_to_create, spec_from_container
+
+KILL_WAIT = 10  # seconds a SIGKILL may take to be observed, as moby waits in kill
+
+
+# --- errors as data ----------------------------------------------------------------
+
+
+def error_to_data(error: BerthError) -> dict:
+    attributes = {k: v for k, v in vars(error).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    return {"error": type(error).__name__, "message": str(error),
+            "exit_code": getattr(error, "exit_code", None), "attributes": attributes}
+
+
+def error_from_data(data: dict) -> BerthError:
+    """The same class with the same message and attributes (``exit_code``, ``reference``...)."""
+    cls = getattr(runtime.errors, data.get("error", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, BerthError)):
+        cls = BerthError
+    error = cls.__new__(cls)
+    Exception.__init__(error, data.get("message", ""))
+    error.__dict__.update(data.get("attributes") or {})
+    if data.get("exit_code") is not None:
+        error.exit_code = data["exit_code"]
+    return error
+
+
+def host_task(*, retry_db: bool = True):
+    """A task on a host's queue: {"result": ...} or an error as data.
+
+    ``retry_db``: a locked SQLite database is retried a few times, safe for
+    every task here because each is idempotent.
+    """
+
+    def decorate(function):
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            try:
+                return {"result": function(*args, **kwargs)}
+            except BerthError as error:
+                return error_to_data(error)
+
+        options = {"name": f"console.tasks.{function.__name__}", "acks_late": True}
+        if retry_db:
+            options.update(autoretry_for=(OperationalError,), max_retries=3, default_retry_delay=0.5)
+        return shared_task(**options)(run)
+
+    return decorate
+
+
+def _row(container_id: str) -> Container:
+    try:
+        return Container.objects.get(pk=container_id)
+    except Container.DoesNotExist:
+        raise NoSuchContainer(container_id) from None
+
+
+def _started_since(container, requested_at: str) -> bool:
+    """Did PID 1 start after the caller asked? Then this is a duplicate of that request."""
+    started_at = container.state.started_at
+    return bool(started_at and requested_at) and datetime.fromisoformat(started_at) >= datetime.fromisoformat(requested_at)
+
+
+# --- containers ----------------------------------------------------------------------
+
+
+@host_task()
+def create_container(container_id: str) -> None:
+    row = _row(container_id)
+    for source in bind_sources_to_create(row.host_config):
+        os.makedirs(source, exist_ok=True)  # Docker makes a missing -v source directory
+    created = get_runtime().create(spec_from_container(row), container_id=row.id)
+    if not row.config.get("Hostname"):
+        # What the runtime chose (the short id, or the host's name on the host network), as inspect shows it.
+        Container.objects.filter(pk=row.id).update(config={**row.config, "Hostname": created.spec.hostname})
+    state.record(row.id)
+
+
+@host_task()
+def start_container(container_id: str, requested_at: str = "") -> dict:
+    engine = get_runtime()
+    current = engine.get(container_id)
+    if current.state.status == STATUS_PAUSED:
+        raise ContainerPaused(container_id)
+    if current.running or _started_since(current, requested_at):
+        state.record(container_id)
+        return {"started": False}
+    try:
+        engine.start(container_id)
+    finally:
+        state.record(container_id)  # running, or the failed start's exit code and error
+    return {"started": True}
+
+
+@host_task()
+def stop_container(container_id: str, timeout: int | None = None, signal: str | None = None) -> dict:
+    engine = get_runtime()
+    was_running = engine.get(container_id).running
+    if was_running:
+        engine.stop(container_id, timeout, signal=signal)
+    state.record(container_id)
+    return {"was_running": was_running}
+
+
+@host_task()
+def restart_container(container_id: str, timeout: int | None = None, requested_at: str = "") -> None:
+    if _started_since(get_runtime().get(container_id), requested_at):
+        return
+    try:
+        get_runtime().restart(container_id, timeout)
+    finally:
+        state.record(container_id)
+
+
+@host_task()
+def kill_container(container_id: str, signal: str = "SIGKILL") -> None:
+    engine = get_runtime()
+    engine.kill(container_id, signal)
+    if parse_signal(signal) == signals.SIGKILL:
+        try:
+            engine.wait(container_id, timeout=KILL_WAIT)
+        except TimeoutError:
+            pass
+    state.record(container_id)
+
+
+@host_task()
+def pause_container(container_id: str) -> None:
+    get_runtime().pause(container_id)
+    state.record(container_id)
+
+
+@host_task()
+def unpause_container(container_id: str) -> None:
+    get_runtime().unpause(container_id)
+    state.record(container_id)
+
+
+@host_task()
+def remove_container(container_id: str, force: bool = False) -> None:
+    try:
+        get_runtime().remove(container_id, force=force)
+    except NoSuchContainer:
+        pass  # removed already: a duplicate, or gone while nobody watched
+    state.forget(container_id)
+
+
+@host_task()
+def rename_container(container_id: str, new_name: str) -> None:
+    get_runtime().rename(container_id, new_name)
+
+
+@host_task()
+def refresh_container(container_id: str) -> dict:
+    return {"found": state.record(container_id) is not None}
+
+
+# --- images --------------------------------------------------------------------------
+
+
+def _store_images() -> None:
+    state.store_images(settings.BERTH_HOST, get_runtime().images.list())
+
+
+@host_task()
+def sync_images() -> None:
+    _store_images()
+
+
+@host_task()
+def tag_image(reference: str, new_reference: str) -> None:
+    get_runtime().images.tag(reference, new_reference)
+    _store_images()
+
+
+@host_task()
+def remove_image(reference: str, force: bool = False) -> list[str]:
+    lines = get_runtime().remove_image(reference, force=force)
+    _store_images()
+    return lines
+
+
+@host_task()
+def import_image(path: str, reference: str | None = None, changes: list[str] = ()) -> str:
+    image = get_runtime().images.import_rootfs(path, reference, list(changes))
+    _store_images()
+    return image.id
+
+
+@host_task()
+def load_images(path: str) -> list[str]:
+    images = get_runtime().images.load(path)
+    _store_images()
+    return [image.id for image in images]

@@ -1,0 +1,281 @@
+"""The Docker API served in-process over fakes, and a raw HTTP client to talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from console import dockerapi
+from console.dockerapi.api import DockerAPI
+from console.dockerapi.events import LocalEvents
+from tests.conftest import unique
+
+from .fakes import FakeRuntime, FakeServices, FakeStore
+
+
+
+class ServerThread:
+    """One API server on its own event loop in a background thread."""
+
+    def __init__(self, api: DockerAPI, path: str):
+        self.api = api
+        self.path = path
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="dockerapi-test", daemon=True)
+
+    def _run(self):
+        try:
+            asyncio.run(self._main())
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            self.failure = error
+            self.ready.set()
+
+    async def _main(self):
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        server = await dockerapi.start(self.api, self.path)
+        self.ready.set()
+        await self.stopping.wait()
+        server.close()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def start(self) -> "ServerThread":
+        self.thread.start()
+        self.ready.wait(10)
+        if self.failure is not None:
+            raise self.failure
+        return self
+
+    def stop(self) -> None:
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(10)
+        self.api.close()
+
+
+@pytest.fixture
+def root():
+    path = Path("/tmp") / unique("api-")
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def events():
+    return LocalEvents()
+
+
+@pytest.fixture
+def services(events):
+    return FakeServices(events)
+
+
+@pytest.fixture
+def fake_runtime(root):
+    return FakeRuntime(root / "state")
+
+
+@pytest.fixture
+def api(services, fake_runtime, events, root):
+    return DockerAPI(services=services, runtime=fake_runtime, events=events, root=root / "state",
+                     store=FakeStore(), stats_interval=0.1, poll_interval=0.2)
+
+
+@pytest.fixture
+def server(api, root):
+    running = ServerThread(api, str(root / "docker.sock")).start()
+    yield running
+    running.stop()
+
+
+# --- a small HTTP client over the raw socket ------------------------------------------------------
+
+
+class RawClient:
+    def __init__(self, path: str, timeout: float = 10):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buffer = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        head = [f"{method} {path} HTTP/1.1", "Host: docker"]
+        headers = dict(headers or {})
+        if body is not None and "Transfer-Encoding" not in headers:
+            headers.setdefault("Content-Length", str(len(body)))
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        self.send(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self.buffer += data
+        return True
+
+    def readline(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            if not self._fill():
+                raise ConnectionError("closed before a full line")
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            if not self._fill():
+                raise ConnectionError("closed before the whole body")
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def read_to_close(self) -> bytes:
+        while self._fill():
+            pass
+        data, self.buffer = self.buffer, b""
+        return data
+
+    def response(self, head_only: bool = False):
+        """(status, headers lowercased, body) of the next response; the body is read per its framing."""
+        status_line = self.readline().decode()
+        status = int(status_line.split()[1])
+        headers = {}
+        while True:
+            line = self.readline()
+            if not line:
+                break
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if head_only or status in (101, 204, 304):
+            return status, headers, b""
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size = int(self.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.readline()
+                    break
+                body += self.read_exactly(size)
+                self.readline()
+            return status, headers, body
+        return status, headers, self.read_exactly(int(headers.get("content-length", "0")))
+
+    def json(self, method: str, path: str, payload=None):
+        body = None if payload is None else json.dumps(payload).encode()
+        self.request(method, path, body, {"Content-Type": "application/json"} if body is not None else None)
+        status, headers, data = self.response(head_only=method == "HEAD")
+        is_json = data.strip() and "json" in headers.get("content-type", "")
+        return status, headers, (json.loads(data) if is_json else data)
+
+
+@pytest.fixture
+def client(server):
+    made = []
+
+    def connect(timeout: float = 10) -> RawClient:
+        connection = RawClient(server.path, timeout)
+        made.append(connection)
+        return connection
+
+    yield connect
+    for connection in made:
+        connection.close()
+
+
+# --- the real thing: the API as its own process over the live stack (tests/live.py) ------------------
+
+DOCKER = Path("/usr/local/bin/docker")
+PROJECT = Path(__file__).resolve().parent.parent.parent
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+@pytest.fixture(scope="session")
+def docker_api(live_stack):
+    """``manage.py dockerapi`` on a socket inside the live stack's state root; ended by its PID."""
+    import subprocess
+    import sys
+    import time
+
+    path = live_stack.root / "docker.sock"
+    log = live_stack.logs / "dockerapi.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, str(PROJECT / "manage.py"), "dockerapi", "--socket", str(path)],
+                                   env=live_stack.env, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + 20
+        while not _answers(path):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Docker API did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.05)
+        yield path
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+@pytest.fixture
+def docker(live, docker_api, tmp_path):
+    """Run the real docker CLI against Berth: ``docker("ps", "-a")`` -> CompletedProcess (text)."""
+    import subprocess
+
+    if not DOCKER.exists():
+        pytest.skip(f"the docker CLI is not installed at {DOCKER}")
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_CONFIG": str(config),
+           "DOCKER_HOST": f"unix://{docker_api}"}
+
+    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([str(DOCKER), *args], env=env, input=input, capture_output=True, text=True,
+                              timeout=timeout)
+
+    run.env = env
+    return run
+
+
+@pytest.fixture
+def docker_client(live, docker_api):
+    """A docker-py client on Berth's socket; closed after the test."""
+    import docker as docker_py
+
+    client = docker_py.DockerClient(base_url=f"unix://{docker_api}", timeout=60)
+    yield client
+    client.close()

@@ -1,0 +1,76 @@
+"""Console tests without the live stack: an in-memory channel layer, and a host whose tasks run inline.
+
+``host`` points the settings at a state root of the suite's own (real runc,
+conmon, overlayfs) and makes Celery run tasks in the calling thread, so
+services and tasks are tested against the real runtime without a worker;
+the live tests (tests/live.py) do the same through a real worker.
+"""
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from console.celery import app as celery_app
+from runtime import Runtime, StateRoot
+from runtime.baseimage import build_busybox
+from runtime.errors import NoSuchContainer
+from tests.conftest import remove_cgroup_parent, remove_state_root, unique
+
+HOST = "test-host"
+
+
+@pytest.fixture(autouse=True)
+def in_memory_channels(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture(scope="session")
+def host_state():
+    state = StateRoot(Path("/tmp") / unique(), unique("cg-"))
+    engine = Runtime(state)
+    build_busybox(engine.images)
+    try:
+        yield state
+    finally:
+        for container in engine.list():
+            engine.remove(container.id, force=True)
+        engine.gc()
+        remove_state_root(state.root)
+        remove_cgroup_parent(state.cgroup_parent)
+
+
+@pytest.fixture
+def host(settings, host_state, db):
+    """The runtime of this test's host; tasks run inline. Containers the test made are removed after it."""
+    settings.BERTH_ROOT = host_state.root
+    settings.BERTH_CGROUP_PARENT = host_state.cgroup_parent
+    settings.BERTH_HOST = HOST
+    saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.task_always_eager = celery_app.conf.task_eager_propagates = True
+    engine = Runtime(host_state)
+    before = {c.id for c in engine.list()}
+    try:
+        yield engine
+    finally:
+        celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = saved
+        for container in engine.list():
+            if container.id not in before:
+                try:
+                    engine.remove(container.id, force=True)
+                except NoSuchContainer:
+                    pass
+
+
+@pytest.fixture
+def busybox(host):
+    """busybox:latest on record, as the set-up's syncimages leaves it."""
+    from console import services
+
+    services.sync_images()
+    return services.get_image("busybox")
+
+
+@pytest.fixture
+def admin(db):
+    return get_user_model().objects.create_user("alice", password="s3cret-pass", is_staff=True, is_superuser=True)
