@@ -23,7 +23,7 @@ import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timezone as dt_timezone
 from pathlib import Path
 
 from celery.exceptions import TimeoutError as TaskTimeout
@@ -49,6 +49,7 @@ from runtime.names import random_name
 
 from . import tasks
 from .celery import host_queue
+from .humanize import container_status
 from .docker_config import check_name, check_signal, invalid, merge_image_config, read_create_body
 from .models import Container, Image, ImageTag, Operation
 
@@ -441,51 +442,8 @@ def _search(pattern: str, text: str) -> bool:
 
 def describe_status(container: Container, now: datetime | None = None) -> str:
     """Docker's Status column: "Up 5 minutes", "Exited (3) 2 seconds ago", "Created"..."""
-    now = now or timezone.now()
-    since = lambda moment: human_duration(now - moment) if moment else "Less than a second"
-    if container.state == Container.STATE_PAUSED:
-        return f"Up {since(container.started_at)} (Paused)"
-    if container.state == Container.STATE_RESTARTING:
-        return f"Restarting ({container.exit_code}) {since(container.finished_at)} ago"
-    if container.state == Container.STATE_RUNNING:
-        return f"Up {since(container.started_at)}"
-    if container.state == Container.STATE_REMOVING:
-        return "Removal In Progress"
-    if container.state == Container.STATE_DEAD:
-        return "Dead"
-    if container.started_at is None:
-        return "Created"
-    if container.finished_at is None:
-        return ""
-    return f"Exited ({container.exit_code}) {since(container.finished_at)} ago"
-
-
-def human_duration(delta: timedelta) -> str:
-    """A duration the way docker ps says it (go-units' HumanDuration)."""
-    seconds = int(delta.total_seconds())
-    if seconds < 1:
-        return "Less than a second"
-    if seconds == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{seconds} seconds"
-    minutes = seconds // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(delta.total_seconds() / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(delta.total_seconds() / 3600) // 24 // 365} years"
+    return container_status(container.state, container.exit_code, container.started_at, container.finished_at,
+                            now or timezone.now())
 
 
 def describe_ports(container: Container) -> str:

@@ -70,11 +70,15 @@ _FILES = {
 }
 
 
-def build_busybox(store: ImageStore, busybox_path: str = "/bin/busybox") -> Image:
+def busybox_layer(busybox_path: str = "/bin/busybox") -> bytes:
+    """The image's one layer: the same bytes for the same binary."""
     with open(busybox_path, "rb") as f:
         binary = f.read()
-    applets = _applets(busybox_path)
-    layer = rootfs_tar(binary, applets)
+    return rootfs_tar(binary, _applets(busybox_path))
+
+
+def build_busybox(store: ImageStore, busybox_path: str = "/bin/busybox") -> Image:
+    layer = busybox_layer(busybox_path)
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = rootfs_config(
         [diff_id], {"Env": [f"PATH={PATH}"], "Cmd": ["sh"]}, CREATED, _version(busybox_path)

@@ -57,7 +57,6 @@ from .spec import (
     NETWORK_HOST,
     NETWORK_MODES,
     NETWORK_NETNS,
-    STATUS_CREATED,
     STATUS_EXITED,
     STATUS_PAUSED,
     STATUS_RUNNING,
@@ -409,18 +408,7 @@ class Runtime:
         container = self.get(reference)
         if not container.running:
             raise ContainerNotRunning(container.id)
-        path = monitor.attach_socket_path(self.sockets_dir, container.id)
-        directory = os.open(path.parent, os.O_PATH | os.O_CLOEXEC)
-        client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        try:
-            # Through /proc/self/fd: a deep state root must not hit sun_path's 107 bytes.
-            client.connect(f"/proc/self/fd/{directory}/attach")
-        except OSError:
-            client.close()
-            raise
-        finally:
-            os.close(directory)
-        return client
+        return monitor.connect_attach(self.sockets_dir, container.id)
 
     def resize(self, reference: str, height: int, width: int) -> None:
         container = self.get(reference)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,3 +133,20 @@ def reopen_log(bundle: Path) -> None:
 
 def attach_socket_path(socket_dir: Path, container_id: str) -> Path:
     return socket_dir / container_id[:UUID_LENGTH] / "attach"
+
+
+def connect_attach(socket_dir: Path, container_id: str) -> socket.socket:
+    """conmon's attach socket (SOCK_SEQPACKET): packets read are a stream byte (2 stdout, 3 stderr)
+    + data; writes go to PID 1's stdin."""
+    path = attach_socket_path(socket_dir, container_id)
+    directory = os.open(path.parent, os.O_PATH | os.O_CLOEXEC)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        # Through /proc/self/fd: a deep state root must not hit sun_path's 107 bytes.
+        client.connect(f"/proc/self/fd/{directory}/{path.name}")
+    except OSError:
+        client.close()
+        raise
+    finally:
+        os.close(directory)
+    return client

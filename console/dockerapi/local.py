@@ -68,19 +68,8 @@ def is_running(runtime, container_id: str) -> bool:
 
 
 def connect_attach(runtime, container_id: str) -> socket.socket:
-    """conmon's attach socket (SOCK_SEQPACKET): packets read are a stream byte + data, writes go to stdin."""
-    path = monitor.attach_socket_path(runtime.sockets_dir, container_id)
-    directory = os.open(path.parent, os.O_PATH | os.O_CLOEXEC)
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    try:
-        # Through /proc/self/fd: a deep state root must not hit sun_path's 107 bytes.
-        client.connect(f"/proc/self/fd/{directory}/{path.name}")
-    except OSError:
-        client.close()
-        raise
-    finally:
-        os.close(directory)
-    return client
+    """conmon's attach socket, whatever the record says yet (the CLI attaches before start)."""
+    return monitor.connect_attach(runtime.sockets_dir, container_id)
 
 
 def resize(runtime, container_id: str, height: int, width: int) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .formats import ZERO_TIME, container_status, rfc3339, unix
+from ..humanize import container_status
+from .formats import ZERO_TIME, rfc3339, unix
 
 RUNNING_STATES = ("running", "paused", "restarting")
 DEFAULT_NETWORK = "bridge"

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from console.dockerapi.formats import container_status, human_duration, rfc3339
+from console.dockerapi.formats import rfc3339
+from console.humanize import container_status, human_duration
 from console.dockerapi.handlers.containers import check_create_body
 
 

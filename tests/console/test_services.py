@@ -331,15 +331,6 @@ def test_invalid_filters_are_refused(db, filters, message):
     assert str(raised.value) == message
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (0.5, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (60, "About a minute"),
-    (3000, "50 minutes"), (3600, "About an hour"), (5 * 3600, "5 hours"), (3 * 86400, "3 days"),
-    (20 * 86400, "2 weeks"), (90 * 86400, "3 months"), (800 * 86400, "2 years"),
-])
-def test_durations_read_like_docker_ps(seconds, text):
-    assert services.human_duration(timedelta(seconds=seconds)) == text
-
-
 def test_status_reads_like_docker_ps(db):
     now = timezone.now()
     running = row("up", started_at=now - timedelta(minutes=5))
