@@ -18,6 +18,7 @@ from .errors import (
     NoSuchContainer,
     NoSuchImage,
     NotFound,
+    PortAllocated,
     StartFailed,
 )
 from .images import Image, ImageConfig, ImageStore

@@ -94,3 +94,12 @@ class ImageReferenced(Conflict):
             f"conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories"
         )
         self.image_id = image_id
+
+
+class PortAllocated(Conflict):
+    """A host port is published by another container or bound by a process on the host."""
+
+    def __init__(self, host_ip: str, host_port: int):
+        super().__init__(f"Bind for {host_ip}:{host_port} failed: port is already allocated")
+        self.host_ip = host_ip
+        self.host_port = host_port

@@ -1,15 +1,20 @@
 """Kernel hygiene for the whole suite.
 
 Everything a test makes in the kernel is named ``berth-test-<run>-<random>``
-(state roots, cgroup parents, network namespaces), so it never collides with
-a Berth started by hand. A session holds ``/tmp/berth-test-<run>.lock`` while
-it lives; at start, whatever belongs to a run whose lock nobody holds any more
-(a run that was killed) is removed, and a session running beside it is left
-alone.
+(state roots, cgroup parents, network namespaces, nft tables), so it never
+collides with a Berth started by hand. Network devices have 15 characters at
+most: theirs is ``bt<run><kind><6 hex>`` (``short_unique``), and every link
+the networking layer makes carries the alias ``berth:<its nft table>``, so
+leftover bridges and veths are found by alias as well as by name. A session
+holds ``/tmp/berth-test-<run>.lock`` while it lives; at start, whatever
+belongs to a run whose lock nobody holds any more (a run that was killed) is
+removed, and a session running beside it is left alone.
 """
 
 import fcntl
+import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -29,6 +34,15 @@ RUN_ID = secrets.token_hex(3)
 
 def unique(kind: str = "") -> str:
     return f"{PREFIX}{RUN_ID}-{kind}{secrets.token_hex(4)}"
+
+
+def short_unique(kind: str = "d") -> str:
+    """A network device name (15 characters): bt, the run, one letter of kind, 6 random hex."""
+    return f"bt{RUN_ID}{kind[:1]}{secrets.token_hex(3)}"
+
+
+_SHORT_NAME = re.compile(r"^bt([0-9a-f]{6})[a-z][0-9a-f]{6}$")
+_TEST_ALIAS = re.compile(r"^berth:" + re.escape(PREFIX) + r"([0-9a-f]{6})-")
 
 
 def _run_of(name: str) -> str:
@@ -83,6 +97,32 @@ def remove_netns(name: str) -> None:
     subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
+def _run_of_link(link: dict) -> str | None:
+    """The test run a link belongs to, by its alias or its short name; None for the host's own."""
+    for pattern, text in ((_TEST_ALIAS, link.get("ifalias", "")), (_SHORT_NAME, link.get("ifname", ""))):
+        found = pattern.match(text or "")
+        if found:
+            return found.group(1)
+    return None
+
+
+def remove_test_links(runs_to_remove) -> None:
+    """Delete bridges, veths and other links of the given test runs (a predicate on the run id)."""
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+    for link in json.loads(out or "[]"):
+        run = _run_of_link(link)
+        if run is not None and runs_to_remove(run):
+            subprocess.run(["ip", "link", "delete", link["ifname"]], capture_output=True)
+
+
+def remove_test_nft_tables(runs_to_remove) -> None:
+    out = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True).stdout
+    for item in json.loads(out or "{}").get("nftables", []):
+        table = item.get("table")
+        if table and table["name"].startswith(PREFIX) and runs_to_remove(_run_of(table["name"])):
+            subprocess.run(["nft", "delete", "table", table["family"], table["name"]], capture_output=True)
+
+
 def clean_earlier_runs() -> None:
     dead = lambda path: _run_of(path.name) != RUN_ID and not _run_is_alive(_run_of(path.name))
     for root in TEST_TMP.glob(f"{PREFIX}*"):
@@ -95,6 +135,9 @@ def clean_earlier_runs() -> None:
         for entry in netns.glob(f"{PREFIX}*"):
             if dead(entry):
                 remove_netns(entry.name)
+    dead_run = lambda run: run != RUN_ID and not _run_is_alive(run)
+    remove_test_links(dead_run)
+    remove_test_nft_tables(dead_run)
     for lock in TEST_TMP.glob(f"{PREFIX}*.lock"):
         if dead(lock):
             lock.unlink(missing_ok=True)
