@@ -24,7 +24,6 @@ NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
 ENV_KEY = re.compile(r"^[^=\s]+$")
 MIN_MEMORY = 6 * 1024 * 1024
-NETWORK_MODES = ("bridge", "host", "none")
 PREDEFINED_NETWORKS = ("default", "bridge", "host", "none")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 LOG_DRIVERS = ("json-file", "local", "none")
@@ -151,6 +150,12 @@ def read_create_body(body) -> tuple[dict, dict, dict]:
     return config, host_config, networking
 
 
+def container_network_target(network_mode: str) -> str | None:
+    """``container:NAME|ID`` -> NAME|ID; None for every other mode."""
+    prefix, colon, target = network_mode.partition(":")
+    return target if prefix == "container" and colon else None
+
+
 def _config(top: Fields) -> dict:
     config = {
         "Hostname": top.string("Hostname"),
@@ -238,17 +243,37 @@ def _host_config(fields: Fields, config: dict) -> dict:
     if host_config["NetworkMode"] == "host" and host_config["Links"]:
         raise invalid("conflicting options: host type networking can't be used with links. "
                       "This would result in undefined behavior", "network mode")
+    _check_container_mode(config, host_config)
     return host_config
 
 
 def _network_mode(mode: str) -> str:
+    """"" and "default" are the default network; anything else is looked up later (a network's
+    name or id, ``container:NAME|ID``)."""
     if mode in ("", "default"):
         return "bridge"
-    if mode in NETWORK_MODES:
-        return mode
-    if mode.startswith("container:"):
-        raise InvalidValue("network mode", f"{mode}: joining another container's network is not supported yet")
-    raise InvalidValue("network mode", f"{mode}: only bridge, host and none exist until user-defined networks land")
+    if mode == "container" or (mode.startswith("container:") and not container_network_target(mode)):
+        raise invalid("Invalid network mode: invalid container format container:<name|id>", "network mode")
+    return mode
+
+
+def _check_container_mode(config: dict, host_config: dict) -> None:
+    """moby's validateNetContainerMode: what another container's namespace already decides."""
+    if not container_network_target(host_config["NetworkMode"]):
+        return
+    conflicts = [
+        (config["Hostname"], "conflicting options: hostname and the network mode"),
+        (host_config["Links"], "conflicting options: container type network can't be used with links. "
+                               "This would result in undefined behavior"),
+        (host_config["Dns"], "conflicting options: dns and the network mode"),
+        (host_config["ExtraHosts"], "conflicting options: custom host-to-IP mapping and the network mode"),
+        (host_config["PortBindings"] or host_config["PublishAllPorts"],
+         "conflicting options: port publishing and the container type network mode"),
+        (config["ExposedPorts"], "conflicting options: port exposing and the container type network mode"),
+    ]
+    for given, message in conflicts:
+        if given:
+            raise invalid(message, "network mode")
 
 
 def _restart_policy(fields: Fields) -> dict:
@@ -358,10 +383,60 @@ def _port_bindings(fields: Fields) -> dict:
         if value is not None and not (isinstance(value, list) and all(isinstance(b, dict) for b in value)):
             raise _type_error(value, "CreateRequest.HostConfig.PortBindings", "[]nat.PortBinding")
         try:
-            expand_port_spec(key)
+            if len(expand_port_spec(key)) != 1:
+                raise InvalidValue("port", "a range")
         except InvalidValue:
             raise invalid(f'invalid port specification: "{key}"', "port") from None
+        for binding in value or []:
+            binding = Fields(binding, "CreateRequest.HostConfig.PortBindings")
+            _host_ip(binding.string("HostIp"))
+            _host_port(binding.string("HostPort"))
     return bindings
+
+
+def _host_ip(text: str) -> str:
+    """A binding's HostIp: "" is every IPv4 address (0.0.0.0)."""
+    if not text:
+        return "0.0.0.0"
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise invalid(f"invalid IP address: {text}", "port") from None
+    if address.version != 4:
+        raise invalid(f"invalid IP address: {text}: Berth publishes ports on IPv4 addresses only", "port")
+    return str(address)
+
+
+def _host_port(text: str) -> int | None:
+    """A binding's HostPort: a number, or "" / "0" for any free port."""
+    if text in ("", "0"):
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        if "-" in text:
+            raise invalid(f"invalid hostPort: {text}: host port ranges are not supported", "port")
+        raise invalid(f"invalid hostPort: {text}", "port")
+    return int(text)
+
+
+def port_requests(host_config: dict, exposed_ports: dict | None) -> list[tuple[str, int | None, int, str]]:
+    """(host_ip, requested host port or None, container port, protocol) for every port to publish:
+    each PortBindings entry, and with PublishAllPorts every exposed port not bound already."""
+    requests = []
+    bound = set()
+    for key, bindings in (host_config.get("PortBindings") or {}).items():
+        number, _, protocol = expand_port_spec(key)[0].partition("/")
+        bound.add(f"{number}/{protocol}")
+        for binding in bindings or [{}]:
+            binding = Fields(binding, "CreateRequest.HostConfig.PortBindings")
+            request = (_host_ip(binding.string("HostIp")), _host_port(binding.string("HostPort")), int(number), protocol)
+            if request not in requests:
+                requests.append(request)
+    if host_config.get("PublishAllPorts"):
+        for key in sorted(exposed_ports or {}, key=lambda k: (k.partition("/")[2], int(k.partition("/")[0]))):
+            number, _, protocol = expand_port_spec(key)[0].partition("/")
+            if f"{number}/{protocol}" not in bound:
+                requests.append(("0.0.0.0", None, int(number), protocol))
+    return requests
 
 
 def _check_resources(host_config: dict) -> None:

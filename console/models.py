@@ -33,6 +33,16 @@ class ImageTag(models.Model):
 
 
 class Network(models.Model):
+    """A network: for the bridge driver, a Linux bridge and an address pool::
+
+        [ctr eth0] --veth-- [bridge_name: gateway/prefix] --masquerade--> [host]
+
+    The default network ``bridge`` gets its subnet on first use; a
+    user-defined one when it is created (the user's, or one picked from the
+    pools). Subnets of two networks never overlap: equal ones are refused by
+    the database, overlapping ones by the service that writes them.
+    """
+
     DRIVER_BRIDGE = "bridge"
     DRIVER_HOST = "host"
     DRIVER_NULL = "null"
@@ -43,6 +53,10 @@ class Network(models.Model):
     driver = models.CharField(max_length=16, choices=DRIVERS, default=DRIVER_BRIDGE)
     subnet = models.CharField(max_length=64, blank=True)
     gateway = models.CharField(max_length=64, blank=True)
+    # Addresses are handed out from here (inside the subnet); the whole subnet when empty.
+    ip_range = models.CharField(max_length=64, blank=True)
+    # The subnet came from the user (--subnet): only then may a container ask for a fixed --ip.
+    user_subnet = models.BooleanField(default=False)
     bridge_name = models.CharField(max_length=15, blank=True)
     internal = models.BooleanField(default=False)
     # The three networks every host has from the start: bridge, host, none.
@@ -51,8 +65,21 @@ class Network(models.Model):
     labels = models.JSONField(default=dict)
     created = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subnet"], condition=~Q(subnet=""), name="one_network_per_subnet"),
+        ]
+
     def __str__(self):
         return self.name
+
+    @property
+    def is_bridge(self) -> bool:
+        return self.driver == self.DRIVER_BRIDGE
+
+    @property
+    def user_defined(self) -> bool:
+        return not self.predefined
 
 
 class Container(models.Model):
@@ -86,6 +113,8 @@ class Container(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     restart_count = models.IntegerField(default=0)
+    # The network namespace its networking layer made (inspect's SandboxKey); empty without one.
+    sandbox_key = models.CharField(max_length=255, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
@@ -112,7 +141,12 @@ class Container(models.Model):
 
 
 class Endpoint(models.Model):
-    """A container's attachment to a network, with its address there."""
+    """A container's attachment to a network, with its address there.
+
+    The address is the container's from create to remove (stopped or not);
+    ``veth_host`` and ``veth_container`` (eth0, eth1...) are what the
+    networking layer made at the last start or connect.
+    """
 
     container = models.ForeignKey(Container, related_name="endpoints", on_delete=models.CASCADE)
     network = models.ForeignKey(Network, related_name="endpoints", on_delete=models.PROTECT)
@@ -131,17 +165,26 @@ class Endpoint(models.Model):
             models.UniqueConstraint(fields=["network", "ip_address"], condition=Q(ip_address__isnull=False),
                                     name="one_address_per_network"),
         ]
+        ordering = ["id"]  # the order of eth0, eth1...
 
 
 class PortMapping(models.Model):
-    """``host_ip:host_port -> container_port/protocol``; a host port is taken once."""
+    """``host_ip:host_port -> container_port/protocol``; a host port is taken once.
+
+    ``requested_port`` is what the user asked for (``-p 8080:80``; null for
+    ``-p 80`` and ``-P``: any free port). ``host_port`` is the port held while
+    the container runs, claimed at start (the unique constraint is the
+    arbiter between two containers asking for the same one) and released
+    when it stops, as Docker frees its ports.
+    """
 
     PROTOCOLS = [("tcp", "tcp"), ("udp", "udp"), ("sctp", "sctp")]
 
     container = models.ForeignKey(Container, related_name="ports", on_delete=models.CASCADE)
     host = models.CharField(max_length=255)
     host_ip = models.CharField(max_length=64, default="0.0.0.0")
-    host_port = models.IntegerField(null=True, blank=True)  # null: exposed, not published
+    requested_port = models.IntegerField(null=True, blank=True)
+    host_port = models.IntegerField(null=True, blank=True)  # null: not published now
     container_port = models.IntegerField()
     protocol = models.CharField(max_length=4, choices=PROTOCOLS, default="tcp")
 
@@ -150,6 +193,7 @@ class PortMapping(models.Model):
             models.UniqueConstraint(fields=["host", "host_ip", "host_port", "protocol"],
                                     condition=Q(host_port__isnull=False), name="one_mapping_per_host_port"),
         ]
+        ordering = ["id"]
 
 
 class Volume(models.Model):

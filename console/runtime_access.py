@@ -1,17 +1,22 @@
-"""The runtime of this host, for the processes that may touch it.
+"""The runtime and the networking layer of this host, for the processes that may touch them.
 
 The worker's tasks and its exit watcher are the callers that change
-containers. The API process uses it too, but only to stream what the kernel
-holds on this host (attach, logs, exec): those need the connection handed to
-conmon's socket or runc, which a Celery result cannot carry.
+containers. The API process uses the runtime too, but only to stream what
+the kernel holds on this host (attach, logs, exec): those need the
+connection handed to conmon's socket or runc, which a Celery result cannot
+carry. Networking (bridges, veths, namespaces, nftables) is the worker's
+alone.
 """
 
+import importlib
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
 from django.conf import settings
 
 from runtime import Runtime, StateRoot
+from runtime.errors import BerthError
 
 
 def get_runtime() -> Runtime:
@@ -22,3 +27,32 @@ def get_runtime() -> Runtime:
 @lru_cache(maxsize=8)
 def _runtime(root: str, cgroup_parent: str) -> Runtime:
     return Runtime(StateRoot(Path(root), cgroup_parent))
+
+
+def networking_api(module: str | None = None) -> ModuleType:
+    """The module of the networking layer: Networking, BridgeSpec, EndpointSpec, PortSpec.
+
+    ``settings.BERTH_NETWORKING`` names it (``runtime.network``; tests name a stand-in).
+    """
+    module = module or settings.BERTH_NETWORKING
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise BerthError(f"bridge networking is not available: {module}: {error}") from None
+
+
+def get_networking():
+    """One Networking per module, nftables table, namespace prefix and state root, made on first use.
+
+    Its own state (the published-ports registry, its lock) lives under
+    ``BERTH_ROOT/network/<table>``; ``BERTH_ADDRESS_POOLS`` replaces the
+    default pools subnets are picked from.
+    """
+    return _networking(settings.BERTH_NETWORKING, settings.BERTH_NFT_TABLE, settings.BERTH_NETNS_PREFIX,
+                       str(settings.BERTH_ROOT), tuple(settings.BERTH_ADDRESS_POOLS))
+
+
+@lru_cache(maxsize=8)
+def _networking(module: str, table: str, netns_prefix: str, root: str, pools: tuple[str, ...]):
+    return networking_api(module).Networking(table=table, netns_prefix=netns_prefix,
+                                             state_dir=Path(root) / "network" / table, pools=list(pools) or None)

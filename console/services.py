@@ -3,15 +3,18 @@
 Errors are the runtime's typed errors (``runtime.errors``) carrying Docker's
 messages, so every caller maps them the same way: NotFound (NoSuchContainer,
 NoSuchImage) -> 404, Conflict (NameInUse, ContainerRunning, ...) -> 409,
-InvalidValue -> 400, StartFailed -> by its ``exit_code``, any other
-BerthError -> 500.
+InvalidValue -> 400, StartFailed -> by its ``exit_code``, Forbidden
+(``console.errors``: what nobody may do) -> 403, any other BerthError
+(NetworkingFailed among them) -> 500.
 
 A service validates, writes its rows, then runs the host's task on that
 host's Celery queue and waits for it (``BERTH_TASK_TIMEOUT``): Docker's calls
 are synchronous. The worker is another process, so rows are committed before
 the task is sent: call services outside ``transaction.atomic()``. Every
 state-changing service writes an Operation row (the audit log): who, through
-what, which action on what, and how it ended.
+what, which action on what, and how it ended. Networks and a container's
+place on them (addresses, published ports, modes) follow the rules of
+``network_services``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone as dt_timezone
 from pathlib import Path
 
-from celery.exceptions import TimeoutError as TaskTimeout
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -47,11 +49,13 @@ from runtime.errors import (
 from runtime.images import normalize_reference
 from runtime.names import random_name
 
-from . import tasks
-from .celery import host_queue
+from . import network_services, tasks
+from .errors import NetworkingFailed
 from .humanize import container_status
 from .docker_config import check_name, check_signal, invalid, merge_image_config, read_create_body
 from .models import Container, Image, ImageTag, Operation
+from .operations import call as _call
+from .operations import operation as _operation
 
 log = logging.getLogger(__name__)
 
@@ -60,54 +64,6 @@ STOP_GRACE = 10   # seconds, when neither the caller nor the container names a s
 KILL_WAIT = 30    # seconds the runtime may wait for a SIGKILL to take effect
 _HEX = re.compile(r"[0-9a-f]+")
 _IMAGE_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})")
-
-
-# --- tasks and operations -------------------------------------------------------------
-
-
-def _call(task, host: str, *args, extra_wait: float = 0):
-    """Run ``task`` on ``host``'s queue and wait; its result, or its runtime error raised again here."""
-    if transaction.get_connection().in_atomic_block and not task.app.conf.task_always_eager:
-        raise BerthError("a service was called inside a transaction: the worker could not see its rows")
-    timeout = settings.BERTH_TASK_TIMEOUT + extra_wait
-    try:
-        # Not run at all once the caller gave up (a task redelivered after its worker died, say).
-        result = task.apply_async(args=args, queue=host_queue(host), expires=timeout)
-    except Exception as error:
-        raise BerthError(f"could not queue {task.name} for host {host}: {error}") from error
-    try:
-        outcome = result.get(timeout=timeout)
-    except TaskTimeout:
-        raise BerthError(f"the worker of host {host} did not answer within {timeout:g} s") from None
-    except Exception as error:
-        raise BerthError(f"{task.name} failed on host {host}: {error}") from error
-    finally:
-        result.forget()
-    if "error" in outcome:
-        raise tasks.error_from_data(outcome)
-    return outcome.get("result")
-
-
-@contextmanager
-def _operation(action: str, user, source: str, target: Container | None = None, name: str = "",
-               detail: dict | None = None):
-    """An Operation row, pending until the block ends: done, or failed with the error's message."""
-    if source not in dict(Operation.SOURCES):
-        raise ValueError(f"unknown operation source {source!r}")
-    operation = Operation.objects.create(
-        user=user if getattr(user, "is_authenticated", False) else None, source=source, action=action,
-        target_id=target.id if target else "", target_name=target.name if target else name, detail=detail or {},
-    )
-    try:
-        yield operation
-    except BaseException as error:
-        Operation.objects.filter(pk=operation.pk).update(
-            state=Operation.STATE_FAILED, error=str(error) or type(error).__name__, finished=timezone.now(),
-            target_id=operation.target_id, target_name=operation.target_name)
-        raise
-    Operation.objects.filter(pk=operation.pk).update(
-        state=Operation.STATE_DONE, finished=timezone.now(),
-        target_id=operation.target_id, target_name=operation.target_name)
 
 
 def _reload(container: Container) -> Container:
@@ -134,11 +90,18 @@ def create_container(body: dict, name: str | None = None, user=None, source: str
         config, host_config, networking_config = read_create_body(body)
         image = _image_for_create(config["Image"])
         config = merge_image_config(config, image.config)
-        container = _insert_container(
-            name, id=secrets.token_hex(32), host=settings.BERTH_HOST, image=image, image_ref=config["Image"],
-            config=config, host_config=host_config, networking_config=networking_config,
-            created=timezone.now(), created_by=operation.user,
-        )
+        plan = network_services.plan_container_network(config, host_config, networking_config, get_container)
+        host_config["NetworkMode"] = plan.network_mode
+        network_services.prepare(plan)
+        with transaction.atomic():
+            # Its name, its addresses and its ports in one transaction: all of them, or none.
+            container = _insert_container(
+                name, id=secrets.token_hex(32), host=settings.BERTH_HOST, image=image, image_ref=config["Image"],
+                config=config, host_config=host_config, networking_config=networking_config,
+                created=timezone.now(), created_by=operation.user,
+            )
+            network_services.insert_rows(container, plan)
+        container.warnings = plan.warnings
         operation.target_id, operation.target_name = container.id, container.name
         try:
             _call(tasks.create_container, container.host, container.id)
@@ -179,8 +142,9 @@ def start_container(ref: str, user=None, source: str = "api") -> tuple[Container
     """Start PID 1. False when it was running already (the API's 304).
 
     A failed start leaves the container created (or exited) with the exit
-    code and the error, as Docker does, and raises StartFailed; an AutoRemove
-    container is removed then.
+    code and the error, as Docker does, and raises StartFailed (PID 1 could
+    not run) or NetworkingFailed (its network could not be set up: a host
+    port taken, say); an AutoRemove container is removed then.
     """
     container = get_container(ref)
     with _operation("container.start", user, source, container):
@@ -190,7 +154,7 @@ def start_container(ref: str, user=None, source: str = "api") -> tuple[Container
             outcome = _call(tasks.start_container, container.host, container.id, _now_iso())
         except ContainerPaused:
             raise Conflict("cannot start a paused container, try unpause instead") from None
-        except StartFailed:
+        except (StartFailed, NetworkingFailed):
             if container.auto_remove:
                 _remove_after_failed_start(container)
             raise
@@ -225,7 +189,7 @@ def restart_container(ref: str, timeout: int | None = None, user=None, source: s
         try:
             _call(tasks.restart_container, container.host, container.id, timeout, _now_iso(),
                   extra_wait=_grace(container, timeout) + KILL_WAIT)
-        except StartFailed:
+        except (StartFailed, NetworkingFailed):
             if container.auto_remove:
                 _remove_after_failed_start(container)
             raise
@@ -586,3 +550,24 @@ def _upload(fileobj_or_path):
         yield path
     finally:
         os.unlink(path)
+
+
+# --- networks (rules in network_services) ------------------------------------------------------------
+
+get_network = network_services.get_network
+list_networks = network_services.list_networks
+create_network = network_services.create_network
+remove_network = network_services.remove_network
+prune_networks = network_services.prune_networks
+reconcile_network = network_services.reconcile_network
+
+
+def connect_network(network_ref: str, container_ref: str, endpoint_config: dict | None = None, user=None,
+                    source: str = "api"):
+    """``POST /networks/{id}/connect``: the Endpoint made."""
+    return network_services.connect_container(network_ref, get_container(container_ref), endpoint_config, user, source)
+
+
+def disconnect_network(network_ref: str, container_ref: str, force: bool = False, user=None,
+                       source: str = "api") -> None:
+    network_services.disconnect_container(network_ref, get_container(container_ref), force, user, source)

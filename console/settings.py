@@ -28,6 +28,18 @@ BERTH_DOCKER_SOCKET = os.environ.get("BERTH_DOCKER_SOCKET", str(BERTH_RUN_DIR / 
 BERTH_HOST = os.environ.get("BERTH_HOST", socket.gethostname())
 # The cgroup parent of every container of this host (tests use one of their own).
 BERTH_CGROUP_PARENT = os.environ.get("BERTH_CGROUP_PARENT", "berth")
+# Networking's kernel objects, named so that a test stack never touches the host's Berth:
+# the nftables table, the prefix of /run/netns/<prefix><id12>, the default network's bridge.
+BERTH_NFT_TABLE = os.environ.get("BERTH_NFT_TABLE", "berth")
+BERTH_NETNS_PREFIX = os.environ.get("BERTH_NETNS_PREFIX", "berth-")
+BERTH_DEFAULT_BRIDGE = os.environ.get("BERTH_DEFAULT_BRIDGE", "berth0")
+# Subnets new networks are picked from, in order ("" = the networking layer's: 172.17-31.0.0/16, ...).
+BERTH_ADDRESS_POOLS = envlist("BERTH_ADDRESS_POOLS", "")
+# The module whose Networking (and BridgeSpec, EndpointSpec, PortSpec) wires containers;
+# tests name a stand-in here.
+BERTH_NETWORKING = os.environ.get("BERTH_NETWORKING", "runtime.network")
+# Seconds a start waits for the embedded DNS to learn a container's name before it answers.
+BERTH_DNS_WAIT = float(os.environ.get("BERTH_DNS_WAIT", "2"))
 
 def _secret_key() -> str:
     """From the environment, else the file the set-up wrote once, else a key only fit for tests."""

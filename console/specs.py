@@ -19,7 +19,9 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
-def spec_from_container(container) -> ContainerSpec:
+def spec_from_container(container, network: NetworkSpec | None = None, dns: list[str] | None = None) -> ContainerSpec:
+    """``network`` and ``dns``: what the networking layer plans for it (``networking.planned_network``);
+    without them, host and none map straight through and anything else is ``none``."""
     config, host_config = container.config, container.host_config
     log_options = (host_config.get("LogConfig") or {}).get("Config") or {}
     return ContainerSpec(
@@ -36,7 +38,7 @@ def spec_from_container(container) -> ContainerSpec:
         tty=bool(config.get("Tty")),
         open_stdin=bool(config.get("OpenStdin")),
         stdin_once=bool(config.get("StdinOnce")),
-        network=NetworkSpec(mode=runtime_network_mode(host_config.get("NetworkMode") or "bridge")),
+        network=network or NetworkSpec(mode=runtime_network_mode(host_config.get("NetworkMode") or "bridge")),
         resources=Resources(
             memory=host_config.get("Memory") or 0,
             memory_swap=host_config.get("MemorySwap") or 0,
@@ -46,7 +48,7 @@ def spec_from_container(container) -> ContainerSpec:
         ),
         mounts=bind_mounts(host_config),
         extra_hosts=list(host_config.get("ExtraHosts") or []),
-        dns=list(host_config.get("Dns") or []),
+        dns=list(dns if dns is not None else host_config.get("Dns") or []),
         dns_search=list(host_config.get("DnsSearch") or []),
         dns_options=list(host_config.get("DnsOptions") or []),
         cap_add=list(host_config.get("CapAdd") or []),
@@ -61,12 +63,8 @@ def spec_from_container(container) -> ContainerSpec:
 
 
 def runtime_network_mode(network_mode: str) -> str:
-    """Docker's NetworkMode as the runtime's.
-
-    Bridge networking (veth, berth0, addresses) is a later issue: until it
-    lands, a container on the default bridge gets a network namespace of its
-    own with only ``lo`` in it, the runtime's ``none``.
-    """
+    """Docker's NetworkMode as the runtime's, where no plan says more: the host's, or a namespace
+    of its own with only ``lo`` (bridges and joined namespaces come from ``networking``)."""
     return NETWORK_HOST if network_mode == "host" else NETWORK_NONE
 
 

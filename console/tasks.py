@@ -6,6 +6,10 @@ and returns plain data. A runtime error comes back as data too
 (``error_to_data``) and the service raises the same class again
 (``error_from_data``): exceptions are never pickled through Celery.
 
+Networking (``console.networking``) is wired around the runtime's calls:
+set up before PID 1 starts, ports released when it ends, everything torn
+down at remove; the embedded DNS hears of each change (``dns_sync``).
+
 Every task may run twice (acks_late redelivers a task whose worker died, and
 a caller may retry) without harm: create passes the row's id, so the runtime
 returns the container it made already; start and restart do nothing when a
@@ -25,12 +29,14 @@ from django.conf import settings
 from django.db import OperationalError
 
 import runtime.errors
-from runtime.errors import BerthError, ContainerPaused, NoSuchContainer
+from runtime.errors import BerthError, ContainerPaused, NoSuchContainer, NotFound, StartFailed
 from runtime.signals import parse_signal
 from runtime.spec import STATUS_PAUSED
 
-from . import state, watcher  # noqa: F401  (watcher: the worker starts it when ready)
-from .models import Container
+from . import dns_sync, networking, state, watcher  # noqa: F401  (watcher, dns_sync: start when the worker is ready)
+from . import errors as console_errors
+from .errors import NetworkingFailed
+from .models import Container, Endpoint, Network
 from .runtime_access import get_runtime
 from .specs import bind_sources_to_create, spec_from_container
 
@@ -48,7 +54,8 @@ def error_to_data(error: BerthError) -> dict:
 
 def error_from_data(data: dict) -> BerthError:
     """The same class with the same message and attributes (``exit_code``, ``reference``...)."""
-    cls = getattr(runtime.errors, data.get("error", ""), None)
+    name = data.get("error", "")
+    cls = getattr(runtime.errors, name, None) or getattr(console_errors, name, None)
     if not (isinstance(cls, type) and issubclass(cls, BerthError)):
         cls = BerthError
     error = cls.__new__(cls)
@@ -103,11 +110,32 @@ def create_container(container_id: str) -> None:
     row = _row(container_id)
     for source in bind_sources_to_create(row.host_config):
         os.makedirs(source, exist_ok=True)  # Docker makes a missing -v source directory
-    created = get_runtime().create(spec_from_container(row), container_id=row.id)
+    network, dns = networking.planned_network(row)
+    created = get_runtime().create(spec_from_container(row, network, dns), container_id=row.id)
     if not row.config.get("Hostname"):
         # What the runtime chose (the short id, or the host's name on the host network), as inspect shows it.
         Container.objects.filter(pk=row.id).update(config={**row.config, "Hostname": created.spec.hostname})
     state.record(row.id)
+
+
+def _start(engine, container_id: str) -> None:
+    """Network first (bridges, namespace, veths, ports), then PID 1; a failure of either leaves
+    the container as it was, with nothing of its network behind."""
+    with networking.network_lock(container_id):
+        if engine.get(container_id).running:
+            return  # a duplicate of a start that won the lock
+        row = _row(container_id)
+        try:
+            network, dns = networking.set_up(row)
+        except BerthError as error:
+            engine.record_failed_start(container_id, StartFailed(str(error), NetworkingFailed.exit_code))
+            raise
+        try:
+            engine.start(container_id, network=network, dns=dns)
+        except BaseException:
+            if networking.has_own_namespace(row):
+                networking.undo(container_id, networking.endpoints_of(row))
+            raise
 
 
 @host_task()
@@ -120,9 +148,10 @@ def start_container(container_id: str, requested_at: str = "") -> dict:
         state.record(container_id)
         return {"started": False}
     try:
-        engine.start(container_id)
+        _start(engine, container_id)
     finally:
         state.record(container_id)  # running, or the failed start's exit code and error
+        dns_sync.notify_for(container_id)
     return {"started": True}
 
 
@@ -133,17 +162,29 @@ def stop_container(container_id: str, timeout: int | None = None, signal: str | 
     if was_running:
         engine.stop(container_id, timeout, signal=signal)
     state.record(container_id)
+    _after_exit(container_id)
     return {"was_running": was_running}
+
+
+def _after_exit(container_id: str) -> None:
+    """PID 1 is gone: its ports are freed and its name leaves the embedded DNS."""
+    networking.release_ports(container_id)
+    dns_sync.notify_for(container_id)
 
 
 @host_task()
 def restart_container(container_id: str, timeout: int | None = None, requested_at: str = "") -> None:
-    if _started_since(get_runtime().get(container_id), requested_at):
+    engine = get_runtime()
+    if _started_since(engine.get(container_id), requested_at):
         return
     try:
-        get_runtime().restart(container_id, timeout)
+        engine.stop(container_id, timeout)
+        state.record(container_id)
+        networking.release_ports(container_id)
+        _start(engine, container_id)
     finally:
         state.record(container_id)
+        dns_sync.notify_for(container_id)
 
 
 @host_task()
@@ -155,7 +196,8 @@ def kill_container(container_id: str, signal: str = "SIGKILL") -> None:
             engine.wait(container_id, timeout=KILL_WAIT)
         except TimeoutError:
             pass
-    state.record(container_id)
+    if state.record(container_id) is not None and not engine.get(container_id).running:
+        _after_exit(container_id)
 
 
 @host_task()
@@ -176,7 +218,12 @@ def remove_container(container_id: str, force: bool = False) -> None:
         get_runtime().remove(container_id, force=force)
     except NoSuchContainer:
         pass  # removed already: a duplicate, or gone while nobody watched
+    row = Container.objects.filter(pk=container_id).first()
+    named = dns_sync.is_named(container_id)
+    if row is not None:
+        networking.tear_down(row)
     state.forget(container_id)
+    dns_sync.notify_for(container_id, named)
 
 
 @host_task()
@@ -226,3 +273,59 @@ def load_images(path: str) -> list[str]:
     images = get_runtime().images.load(path)
     _store_images()
     return [image.id for image in images]
+
+
+# --- networks ------------------------------------------------------------------------
+
+
+def _network(network_id: str) -> Network:
+    try:
+        return Network.objects.get(pk=network_id)
+    except Network.DoesNotExist:
+        raise NotFound(f"network {network_id} not found") from None
+
+
+@host_task()
+def pick_subnet(used: list[str]) -> str:
+    return networking.pick_subnet(used)
+
+
+@host_task()
+def create_network(network_id: str) -> None:
+    networking.ensure_bridge(_network(network_id))
+    dns_sync.notify()
+
+
+@host_task()
+def remove_network(network_id: str, bridge_name: str) -> None:
+    """After its row went: the bridge and its rules (the row is gone, so the name comes along)."""
+    networking.remove_bridge(bridge_name)
+    dns_sync.notify()
+
+
+@host_task()
+def connect_container(container_id: str, endpoint_id: str) -> None:
+    """A running container gains its interface on the endpoint's network; a stopped one gets it at start."""
+    row = _row(container_id)
+    endpoint = Endpoint.objects.select_related("network").get(endpoint_id=endpoint_id)
+    if get_runtime().get(container_id).running:
+        networking.connect(row, endpoint)
+    dns_sync.notify()
+
+
+@host_task()
+def disconnect_container(container_id: str, endpoint_id: str) -> None:
+    row = _row(container_id)
+    endpoint = Endpoint.objects.select_related("network").filter(endpoint_id=endpoint_id).first()
+    if endpoint is not None:
+        networking.disconnect(row, endpoint)
+        endpoint.delete()
+    dns_sync.notify()
+
+
+@host_task()
+def reconcile_network() -> list[str]:
+    removed = networking.reconcile(settings.BERTH_HOST)
+    dns_sync.notify()
+    return removed
+

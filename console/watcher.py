@@ -13,7 +13,8 @@ wakes the thread, which scans it. Where inotify is missing it polls every
 Before watching, ``reconcile`` makes the database match the host again after
 any Berth process restarted: exits that happened meanwhile are stored,
 interrupted removals finished, rows whose container is gone marked dead,
-containers no row owns collected, images synced.
+containers no row owns collected, images synced; then the network: what
+rows expect remade, what no row owns collected (``networking.reconcile``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from django.utils import timezone
 
 from runtime.errors import BerthError, NoSuchContainer
 
-from . import events, state
+from . import dns_sync, events, networking, state
 from .models import Container, Operation
 from .runtime_access import get_runtime
 
@@ -117,11 +118,15 @@ def _settled(row: Container) -> bool:
 
 
 def handle_exit(container_id: str) -> Container | None:
-    """Store what the host shows; remove an exited AutoRemove container. The row, None once removed."""
+    """Store what the host shows; free the ports of an exited container, remove an exited
+    AutoRemove one. The row, None once removed."""
     row = state.record(container_id)
-    if row is not None and row.state in _STOPPED_STATES and row.auto_remove:
-        remove_after_exit(row)
-        return None
+    if row is not None and row.state in _STOPPED_STATES:
+        if row.auto_remove:
+            remove_after_exit(row)
+            return None
+        networking.release_ports(row.id)
+        dns_sync.notify_for(row.id)
     return row
 
 
@@ -130,19 +135,23 @@ def remove_after_exit(row: Container) -> None:
     claimed = Container.objects.filter(pk=row.id, state=row.state).update(state=Container.STATE_REMOVING)
     if not claimed:
         return  # somebody else removes it, or it started again
+    named = dns_sync.is_named(row.id)
     operation = Operation.objects.create(source=Operation.SOURCE_SYSTEM, action="container.remove",
                                          target_id=row.id, target_name=row.name, state=Operation.STATE_RUNNING,
                                          detail={"reason": "AutoRemove"})
     try:
-        get_runtime().remove(row.id, force=True)
-    except NoSuchContainer:
-        pass
+        try:
+            get_runtime().remove(row.id, force=True)
+        except NoSuchContainer:
+            pass
+        networking.tear_down(row)
     except BerthError as error:
         Container.objects.filter(pk=row.id).update(state=row.state)
         Operation.objects.filter(pk=operation.pk).update(state=Operation.STATE_FAILED, error=str(error),
                                                          finished=timezone.now())
         raise
     state.forget(row.id)
+    dns_sync.notify_for(row.id, named)
     Operation.objects.filter(pk=operation.pk).update(state=Operation.STATE_DONE, finished=timezone.now())
 
 
@@ -170,6 +179,12 @@ def reconcile(host: str) -> None:
             engine.remove(container.id, force=True)
     engine.gc()
     state.store_images(host, engine.images.list())
+    try:
+        removed = networking.reconcile(host)
+        if removed:
+            log.warning("reconcile removed what no row owns: %s", ", ".join(removed))
+    except Exception:
+        log.exception("reconcile of the network failed")
 
 
 def _reconcile_row(engine, row: Container, on_host: bool) -> None:
@@ -177,6 +192,7 @@ def _reconcile_row(engine, row: Container, on_host: bool) -> None:
         # A removal was interrupted: finish it.
         if on_host:
             engine.remove(row.id, force=True)
+        networking.tear_down(row)
         state.forget(row.id)
         return
     if on_host:

@@ -62,6 +62,7 @@ from .spec import (
     STATUS_RUNNING,
     Container,
     ContainerSpec,
+    NetworkSpec,
 )
 from .users import resolve_user
 
@@ -180,7 +181,14 @@ class Runtime:
 
     # --- start ------------------------------------------------------------
 
-    def start(self, reference: str) -> Container:
+    def start(self, reference: str, network: NetworkSpec | None = None, dns: list[str] | None = None) -> Container:
+        """Run PID 1. ``network`` and ``dns``, when given, replace the spec's before it runs.
+
+        The networking layer prepares a container's namespace at each start
+        (its addresses may have changed since create: networks connected or
+        disconnected meanwhile), so /etc/hosts, /etc/resolv.conf and the
+        bundle are written again from the new values.
+        """
         container = self.get(reference)
         with self._locked(container.id):
             container = self._observe(self._load(container.id))
@@ -188,11 +196,43 @@ class Runtime:
                 raise ContainerPaused(container.id)
             if container.state.status == STATUS_RUNNING:
                 return container
+            if network is not None or dns is not None:
+                self._set_network(container, network, dns)
             self._launch(container)
             return container
 
+    def _set_network(self, container: Container, network: NetworkSpec | None, dns: list[str] | None) -> None:
+        spec = container.spec
+        if network is not None:
+            _validate_network(network)
+            if (network.mode == NETWORK_HOST) != (spec.network.mode == NETWORK_HOST):
+                raise InvalidValue("network mode", "a container cannot move into or out of the host's network")
+            spec.network = network
+        if dns is not None:
+            spec.dns = list(dns)
+        image = self.images.get(container.image_id)
+        self._mount_rootfs(container.id, image)
+        _write_etc_files(self.state.container_dir(container.id), spec, spec.hostname)
+        self._write_bundle(container, image)
+        self._save(container)
+
+    def record_failed_start(self, reference: str, failure: StartFailed) -> Container:
+        """A start that failed before PID 1 was asked to run (its network could not be set up, say):
+        the container stays as it was, with Docker's exit code and the reason."""
+        container = self.get(reference)
+        with self._locked(container.id):
+            container = self._observe(self._load(container.id))
+            if not container.running:
+                self._record_failed_start(container, failure)
+        return container
+
     def _launch(self, container: Container) -> None:
         directory = self.state.container_dir(container.id)
+        network = container.spec.network
+        if network.mode == NETWORK_NETNS and not os.path.exists(network.netns_path):
+            failure = StartFailed(f"network namespace {network.netns_path} does not exist")
+            self._record_failed_start(container, failure)
+            raise failure
         self._mount_rootfs(container.id, self.images.get(container.image_id))
         self.runc.delete(container.id)
         _remove(self._exit_file(container.id))
@@ -607,10 +647,7 @@ def _validate(spec: ContainerSpec) -> None:
         raise InvalidValue("name", f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     if spec.hostname and not _HOSTNAME.match(spec.hostname):
         raise InvalidValue("hostname", f"{spec.hostname!r} is not a valid RFC 1123 hostname")
-    if spec.network.mode not in NETWORK_MODES:
-        raise InvalidValue("network mode", f"{spec.network.mode!r} is not one of {', '.join(NETWORK_MODES)}")
-    if spec.network.mode == NETWORK_NETNS and not os.path.exists(spec.network.netns_path):
-        raise InvalidValue("network namespace", f"{spec.network.netns_path!r} does not exist")
+    _validate_network(spec.network)
     for entry in spec.env:
         _check_env(entry)
     if spec.working_dir and not spec.working_dir.startswith("/"):
@@ -629,6 +666,15 @@ def _validate(spec: ContainerSpec) -> None:
         parse_signal(spec.stop_signal)
     if spec.log_max_files < 1 or spec.log_max_size < 0:
         raise InvalidValue("log options", "max-file must be at least 1 and max-size not negative")
+
+
+def _validate_network(network: NetworkSpec) -> None:
+    """The mode, and for ``netns`` an absolute path: the namespace itself need only exist at start
+    (the networking layer makes it then, and removes it when a start fails)."""
+    if network.mode not in NETWORK_MODES:
+        raise InvalidValue("network mode", f"{network.mode!r} is not one of {', '.join(NETWORK_MODES)}")
+    if network.mode == NETWORK_NETNS and not os.path.isabs(network.netns_path):
+        raise InvalidValue("network namespace", f"{network.netns_path!r} is not an absolute path")
 
 
 def _validate_resources(spec: ContainerSpec) -> None:

@@ -29,13 +29,22 @@ test wait for the real worker, as the API and the pages do.
     redis_url, database, logs     Redis URL, the SQLite file, the folder of redis.log and worker.log
     env                           os.environ plus what a Berth process needs to join this stack
                                   (BERTH_ROOT, BERTH_HOST, BERTH_CGROUP_PARENT, REDIS_URL,
-                                  DATABASE_URL, DJANGO_SETTINGS_MODULE, BERTH_TASK_TIMEOUT)
+                                  DATABASE_URL, DJANGO_SETTINGS_MODULE, BERTH_TASK_TIMEOUT, and the
+                                  networking names below)
+    nft_table, netns_prefix       the stack's own nftables table and namespace prefix
+    default_bridge, address_pools its default network's device, the pools subnets come from
     runtime()                     a runtime.Runtime over the stack's state root
     manage(*args)                 runs manage.py with ``env``; the CompletedProcess (check=True)
     start_worker(), stop_worker() the worker alone (restart tests); worker_pid
     use_in_this_process()         the context manager ``live`` uses
+    networking()                  a runtime.network.Networking over the stack's table and prefix
     stop()                        ends the worker and Redis (by PID), removes every container,
+                                  every bridge, veth, namespace and nft element of the stack,
                                   the cgroup parent and the state root
+
+After each test, ``live`` removes the containers and the networks the test
+made and has the worker collect what no row owns (veths, namespaces,
+published ports, bridges), also when the test failed.
 
 Processes started here die with the test process (PR_SET_PDEATHSIG), and
 are otherwise ended by their PID only.
@@ -60,11 +69,14 @@ from kombu import pools as kombu_pools
 
 from runtime import Runtime, StateRoot
 from runtime.errors import NoSuchContainer
-from tests.conftest import remove_cgroup_parent, remove_state_root, unique
+from tests.conftest import remove_cgroup_parent, remove_state_root, short_unique, unique
 
 PROJECT = Path(__file__).resolve().parent.parent
 TASK_TIMEOUT = 60
 _PR_SET_PDEATHSIG = 1
+# The stack's networks are picked from here (/24s no host route covers), apart from the
+# runtime's own tests (172.30.0.0/16) and from a Berth started by hand (172.17.0.0/16...).
+ADDRESS_POOLS = [f"10.198.{n}.0/24" for n in range(256)]
 
 
 def pytest_configure(config):
@@ -78,6 +90,10 @@ class LiveStack:
         self.host = unique("host-")
         self.logs = self.root / "logs"
         self.database = self.root / "berth.sqlite3"
+        self.nft_table = unique("nft-")
+        self.netns_prefix = unique("ns-") + "-"
+        self.default_bridge = short_unique("b")
+        self.address_pools = list(ADDRESS_POOLS)
         self.redis_url = ""
         self.env: dict[str, str] = {}
         self._redis: subprocess.Popen | None = None
@@ -98,6 +114,11 @@ class LiveStack:
             "REDIS_URL": self.redis_url,
             "DATABASE_URL": f"sqlite:///{self.database}",
             "BERTH_TASK_TIMEOUT": str(TASK_TIMEOUT),
+            "BERTH_NFT_TABLE": self.nft_table,
+            "BERTH_NETNS_PREFIX": self.netns_prefix,
+            "BERTH_DEFAULT_BRIDGE": self.default_bridge,
+            "BERTH_ADDRESS_POOLS": ",".join(self.address_pools),
+            "BERTH_NETWORKING": "runtime.network",
             "PYTHONPATH": str(PROJECT),
         }
         self._start_redis(port)
@@ -154,6 +175,12 @@ class LiveStack:
     def runtime(self) -> Runtime:
         return Runtime(StateRoot(self.root, self.cgroup_parent))
 
+    def networking(self):
+        from runtime.network import Networking
+
+        return Networking(table=self.nft_table, netns_prefix=self.netns_prefix,
+                          state_dir=self.root / "network" / self.nft_table, pools=self.address_pools)
+
     def manage(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(PROJECT / "manage.py"), *args], env=self.env, cwd=PROJECT,
                               check=True, capture_output=True, text=True, timeout=TASK_TIMEOUT + 30)
@@ -165,6 +192,9 @@ class LiveStack:
         overrides = {
             "BERTH_ROOT": self.root, "BERTH_HOST": self.host, "BERTH_CGROUP_PARENT": self.cgroup_parent,
             "BERTH_TASK_TIMEOUT": TASK_TIMEOUT, "REDIS_URL": self.redis_url,
+            "BERTH_NFT_TABLE": self.nft_table, "BERTH_NETNS_PREFIX": self.netns_prefix,
+            "BERTH_DEFAULT_BRIDGE": self.default_bridge, "BERTH_ADDRESS_POOLS": self.address_pools,
+            "BERTH_NETWORKING": "runtime.network",
             "CELERY_BROKER_URL": self.redis_url, "CELERY_RESULT_BACKEND": self.redis_url,
             "CHANNEL_LAYERS": {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                            "CONFIG": {"hosts": [{"address": self.redis_url, "socket_timeout": None}],
@@ -187,8 +217,19 @@ class LiveStack:
         finally:
             _end(self._redis, timeout=10)
             self._redis = None
-            remove_state_root(self.root)
-            remove_cgroup_parent(self.cgroup_parent)
+            try:
+                self._tear_down_networking()
+            finally:
+                remove_state_root(self.root)
+                remove_cgroup_parent(self.cgroup_parent)
+
+    def _tear_down_networking(self) -> None:
+        """Every bridge, veth, namespace and port of the stack (found by its alias, prefix, table), then the table."""
+        net = self.networking()
+        try:
+            net.gc(set(), set(), set(), set())
+        finally:
+            net.teardown()
 
 
 @contextlib.contextmanager
@@ -255,9 +296,10 @@ def live_stack():
 def live(live_stack, django_db_blocker):
     engine = live_stack.runtime()
     with django_db_blocker.unblock(), live_stack.use_in_this_process():
-        from console.models import Container
+        from console.models import Container, Network
 
         rows_before = set(Container.objects.values_list("pk", flat=True))
+        networks_before = set(Network.objects.values_list("pk", flat=True))
         containers_before = {c.id for c in engine.list()}
         try:
             yield live_stack
@@ -267,6 +309,20 @@ def live(live_stack, django_db_blocker):
                     with contextlib.suppress(NoSuchContainer):
                         engine.remove(container.id, force=True)
             Container.objects.exclude(pk__in=rows_before).delete()
+            _remove_networks(Network.objects.exclude(pk__in=networks_before))
+
+
+def _remove_networks(networks) -> None:
+    """The test's networks through the worker (their bridges, the DNS's sockets), then whatever no row
+    owns any more collected: veths, namespaces and ports of the containers removed above."""
+    from console import services
+
+    for network in networks:
+        try:
+            services.remove_network(network.id)
+        except Exception:
+            network.delete()
+    services.reconcile_network()
 
 
 # --- processes ------------------------------------------------------------------------------------

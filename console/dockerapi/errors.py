@@ -11,6 +11,8 @@ import re
 
 from runtime.errors import BerthError, Conflict, InvalidValue, NotFound, StartFailed
 
+from ..errors import Forbidden
+
 
 class HTTPError(Exception):
     def __init__(self, status: int, message: str):
@@ -41,6 +43,8 @@ def status_of(error: BaseException) -> tuple[int, str] | None:
         return error.status, error.message
     if isinstance(error, NotFound):
         return 404, str(error)
+    if isinstance(error, Forbidden):
+        return 403, str(error)
     if isinstance(error, Conflict):
         return 409, str(error)
     if isinstance(error, InvalidValue):

@@ -172,8 +172,11 @@ def port_map(row, config: dict) -> dict:
 def network_settings(row, config: dict, mode: str, network_lookup=None) -> dict:
     nets = networks(row, mode, network_lookup)
     default = nets.get(DEFAULT_NETWORK) or {}
+    running = row.state in RUNNING_STATES
     return {
-        "Bridge": "", "SandboxID": "", "SandboxKey": "",
+        "Bridge": "", "SandboxID": "",
+        # The namespace the networking layer made; Docker shows it while the container runs.
+        "SandboxKey": (getattr(row, "sandbox_key", "") or "") if running else "",
         "Ports": port_map(row, config),
         "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
@@ -343,18 +346,30 @@ def image_inspect(image) -> dict:
 # --- networks and volumes ----------------------------------------------------------------------
 
 
+DEFAULT_BRIDGE_OPTIONS = {
+    "com.docker.network.bridge.default_bridge": "true",
+    "com.docker.network.bridge.enable_icc": "true",
+    "com.docker.network.bridge.enable_ip_masquerade": "true",
+    "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+    "com.docker.network.driver.mtu": "1500",
+}
+
+
 def network_inspect(network, with_containers: bool = False) -> dict:
     config = []
     if network.subnet:
         entry = {"Subnet": network.subnet}
+        if getattr(network, "ip_range", ""):
+            entry["IPRange"] = network.ip_range
         if network.gateway:
             entry["Gateway"] = network.gateway
         config.append(entry)
     options = dict(network.options or {})
-    if network.driver == "bridge" and network.bridge_name:
-        options.setdefault("com.docker.network.bridge.name", network.bridge_name)
-    if network.name == "bridge" and network.predefined:
-        options.setdefault("com.docker.network.bridge.default_bridge", "true")
+    if network.name == DEFAULT_NETWORK and network.predefined:
+        # The device is the host's setting (berth0 unless told otherwise), fixed on first use.
+        options = {**DEFAULT_BRIDGE_OPTIONS, **options}
+        if network.bridge_name:
+            options["com.docker.network.bridge.name"] = network.bridge_name
     containers = {}
     if with_containers:
         for endpoint in network.endpoints.all():

@@ -1,4 +1,4 @@
-"""Networks and volumes, read from the models (their services come with the networking issue)."""
+"""Networks and volumes as the API reads them, straight from the models (changes go through the services)."""
 
 from __future__ import annotations
 

@@ -19,13 +19,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runtime.containers import ExecSession
+from console.errors import Forbidden
 from runtime.errors import (
+    Conflict,
     ContainerNotRunning,
     ContainerRunning,
     InvalidValue,
     NameInUse,
     NoSuchContainer,
     NoSuchImage,
+    NotFound,
     StartFailed,
 )
 from runtime.paths import StateRoot
@@ -261,6 +264,31 @@ class FakeServices:
 
     def refresh_container(self, ref):
         return self.get_container(ref)
+
+    # networks (the handlers' side: shapes and statuses; the rules are tested with the real services)
+
+    def create_network(self, body):
+        self.calls.append(("network.create", body))
+        if body.get("Name") in ("bridge", "host", "none", "taken"):
+            raise Conflict(f"network with name {body['Name']} already exists")
+        return Network(secrets.token_hex(32), body["Name"], predefined=False)
+
+    def remove_network(self, ref):
+        self.calls.append(("network.remove", ref))
+        if ref in ("bridge", "host", "none"):
+            raise Forbidden(f"{ref} is a pre-defined network and cannot be removed")
+        if ref != "mynet":
+            raise NotFound(f"network {ref} not found")
+
+    def prune_networks(self, filters=None):
+        self.calls.append(("network.prune", filters))
+        return ["unused"]
+
+    def connect_network(self, network_ref, container_ref, endpoint_config=None):
+        self.calls.append(("network.connect", network_ref, self.get_container(container_ref).id, endpoint_config))
+
+    def disconnect_network(self, network_ref, container_ref, force=False):
+        self.calls.append(("network.disconnect", network_ref, self.get_container(container_ref).id, force))
 
     # images
 

@@ -1,4 +1,4 @@
-"""``info``, networks and volumes (read-only for now), ``top`` and ``stats`` over fakes."""
+"""``info``, the network handlers, volumes (read-only for now), ``top`` and ``stats`` over fakes."""
 
 import json
 import os
@@ -37,11 +37,33 @@ def test_network_inspect_and_its_404(client):
     assert (status, data) == (404, {"message": "network nope not found"})
 
 
-def test_network_writes_are_not_implemented_yet_and_predefined_ones_stay(client):
-    status, _, data = client().json("POST", "/networks/create", {"Name": "mynet"})
-    assert status == 501 and data["message"].startswith("not implemented yet:")
-    status, _, data = client().json("DELETE", "/networks/bridge")
-    assert (status, data) == (403, {"message": "bridge is a pre-defined network and cannot be removed"})
+def test_network_create_answers_201_with_the_id_and_an_empty_warning(client, services):
+    status, _, data = client().json("POST", "/v1.45/networks/create", {"Name": "mynet", "Driver": "bridge"})
+    assert status == 201 and set(data) == {"Id", "Warning"}
+    assert len(data["Id"]) == 64 and data["Warning"] == ""
+    assert services.calls[-1] == ("network.create", {"Name": "mynet", "Driver": "bridge"})
+
+
+def test_network_errors_keep_their_status_and_message(client):
+    assert client().json("POST", "/networks/create", {"Name": "taken"})[::2] == (
+        409, {"message": "network with name taken already exists"})
+    assert client().json("DELETE", "/networks/bridge")[::2] == (
+        403, {"message": "bridge is a pre-defined network and cannot be removed"})
+    assert client().json("DELETE", "/networks/nope")[::2] == (404, {"message": "network nope not found"})
+    assert client().json("POST", "/networks/mynet/connect", {"Container": "nope"})[::2] == (
+        404, {"message": "No such container: nope"})
+    assert client().json("POST", "/networks/mynet/connect", {})[0] == 400
+
+
+def test_network_remove_prune_connect_and_disconnect(client, services):
+    row = services.create_container({"Image": "busybox"}, name="web")
+    assert client().json("DELETE", "/networks/mynet")[0] == 204
+    assert client().json("POST", "/networks/prune")[::2] == (200, {"NetworksDeleted": ["unused"]})
+    body = {"Container": "web", "EndpointConfig": {"Aliases": ["www"]}}
+    assert client().json("POST", "/networks/mynet/connect", body)[0] == 200
+    assert services.calls[-1] == ("network.connect", "mynet", row.id, {"Aliases": ["www"]})
+    assert client().json("POST", "/networks/mynet/disconnect", {"Container": "web", "Force": True})[0] == 200
+    assert services.calls[-1] == ("network.disconnect", "mynet", row.id, True)
 
 
 def test_volumes_list_and_inspect(client):

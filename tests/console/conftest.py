@@ -16,6 +16,7 @@ from runtime import Runtime, StateRoot
 from runtime.baseimage import build_busybox
 from runtime.errors import NoSuchContainer
 from tests.conftest import remove_cgroup_parent, remove_state_root, unique
+from tests.helpers.fake_networking import Networking as FakeNetworking
 
 HOST = "test-host"
 
@@ -40,8 +41,32 @@ def host_state():
         remove_cgroup_parent(state.cgroup_parent)
 
 
+@pytest.fixture(scope="session")
+def fake_network_names():
+    """The stand-in networking layer's table and namespace prefix for the session; its namespaces go at the end."""
+    names = {"table": unique("nft-"), "netns_prefix": unique("ns-") + "-"}
+    try:
+        yield names
+    finally:
+        FakeNetworking(**names).teardown()
+
+
 @pytest.fixture
-def host(settings, host_state, db):
+def networking(settings, fake_network_names):
+    """The networking layer the tasks call: the stand-in (real empty namespaces, the rest recorded)."""
+    settings.BERTH_NETWORKING = "tests.helpers.fake_networking"
+    settings.BERTH_NFT_TABLE = fake_network_names["table"]
+    settings.BERTH_NETNS_PREFIX = fake_network_names["netns_prefix"]
+    settings.BERTH_DEFAULT_BRIDGE = "bt-default0"
+    from console.runtime_access import get_networking
+
+    net = get_networking()
+    yield net
+    net.teardown()
+
+
+@pytest.fixture
+def host(settings, host_state, db, networking):
     """The runtime of this test's host; tasks run inline. Containers the test made are removed after it."""
     settings.BERTH_ROOT = host_state.root
     settings.BERTH_CGROUP_PARENT = host_state.cgroup_parent

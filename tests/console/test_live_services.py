@@ -93,7 +93,7 @@ def test_a_name_in_use_and_bad_input_leave_no_row_and_no_container(live):
     with pytest.raises(NameInUse):
         create("taken")
     with pytest.raises(InvalidValue):
-        create(HostConfig={"NetworkMode": "container:taken"})
+        create(HostConfig={"NetworkMode": "container:"})
     with pytest.raises(NoSuchImage):
         create(Image="nosuch:1")
     assert Container.objects.count() == rows

@@ -17,6 +17,7 @@ from runtime.errors import (
     NameInUse,
     NoSuchContainer,
     NoSuchImage,
+    NotFound,
     StartFailed,
 )
 
@@ -110,10 +111,12 @@ def test_bad_values_are_refused_with_dockers_message_and_leave_no_row(busybox, h
     assert not Container.objects.exists()
 
 
-@pytest.mark.parametrize("mode", ["container:web", "mynet", "bridge0"])
-def test_network_modes_berth_lacks_yet_are_refused(busybox, host, mode):
-    with pytest.raises(InvalidValue, match=r"^invalid network mode: "):
-        create(HostConfig={"NetworkMode": mode})
+def test_an_unknown_network_or_container_to_join_is_not_found(busybox, host):
+    with pytest.raises(NotFound, match=r"^network mynet not found$"):
+        create(HostConfig={"NetworkMode": "mynet"})
+    with pytest.raises(NoSuchContainer, match=r"^No such container: web$"):
+        create(HostConfig={"NetworkMode": "container:web"})
+    assert not Container.objects.exists()
 
 
 def test_an_invalid_name_is_refused_with_dockers_message(busybox, host):

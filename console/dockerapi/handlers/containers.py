@@ -110,7 +110,7 @@ async def create(api, request) -> Response:
         raise bad_request("config cannot be empty in order to create a container")
     body = check_create_body(body)
     container = await api.sync(api.services.create_container, body, name=name)
-    return json_response({"Id": container.id, "Warnings": []}, 201)
+    return json_response({"Id": container.id, "Warnings": list(getattr(container, "warnings", None) or [])}, 201)
 
 
 def _regex_match(pattern: str, text: str) -> bool:

@@ -1,4 +1,4 @@
-"""Networks and volumes: reading them; making and removing them comes with the networking issue."""
+"""Networks (read from the store, changed through the services) and volumes (read-only for now)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from .. import shapes
 from ..errors import HTTPError, not_found, not_implemented
 from ..params import boolean, check_filter_names, filters
-from ..server import Response, json_response
+from ..server import Response, empty, json_response
 
 NETWORK_FILTERS = {"name", "id", "driver", "type", "label", "scope", "dangling"}
 VOLUME_FILTERS = {"name", "dangling", "driver", "label"}
@@ -39,6 +39,10 @@ def _networks(store, given: dict[str, list[str]]) -> list[dict]:
             continue
         if "label" in given and not _labels_match(given["label"], network.labels or {}):
             continue
+        if "dangling" in given:
+            dangling = not network.predefined and not network.endpoints.exists()
+            if dangling != boolean(given["dangling"][0]):
+                continue
         result.append(shapes.network_inspect(network))
     return result
 
@@ -60,15 +64,47 @@ async def inspect_network(api, request) -> Response:
     return json_response(await api.sync(_network, api.store, request.params["id"]))
 
 
+async def create_network(api, request) -> Response:
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise HTTPError(400, "json: cannot unmarshal into Go value of type network.CreateRequest")
+    network = await api.sync(api.services.create_network, body)
+    return json_response({"Id": network.id, "Warning": ""}, 201)
+
+
 async def remove_network(api, request) -> Response:
-    data = await api.sync(_network, api.store, request.params["id"], False)
-    if data["Name"] in ("bridge", "host", "none"):
-        raise HTTPError(403, f"{data['Name']} is a pre-defined network and cannot be removed")
-    raise not_implemented("removing networks")
+    await api.sync(api.services.remove_network, request.params["id"])
+    return empty(204)
 
 
-async def network_write(api, request) -> Response:
-    raise not_implemented(f"{request.method} {request.path} (networks are created with the networking issue)")
+async def prune_networks(api, request) -> Response:
+    given = filters(request.arg("filters"))
+    removed = await api.sync(api.services.prune_networks, given)
+    return json_response({"NetworksDeleted": removed or None})
+
+
+def _container_ref(body) -> str:
+    if not isinstance(body, dict) or not isinstance(body.get("Container"), str) or not body["Container"]:
+        raise HTTPError(400, "no container specified")
+    return body["Container"]
+
+
+async def connect(api, request) -> Response:
+    body = await request.json()
+    container = _container_ref(body)
+    endpoint_config = body.get("EndpointConfig") or {}
+    if not isinstance(endpoint_config, dict):
+        raise HTTPError(400, "json: cannot unmarshal into Go struct field ConnectRequest.EndpointConfig")
+    await api.sync(api.services.connect_network, request.params["id"], container, endpoint_config)
+    return Response(200, b"", "text/plain; charset=utf-8")
+
+
+async def disconnect(api, request) -> Response:
+    body = await request.json()
+    container = _container_ref(body)
+    force = body.get("Force") is True
+    await api.sync(api.services.disconnect_network, request.params["id"], container, force)
+    return Response(200, b"", "text/plain; charset=utf-8")
 
 
 def _volumes(store, given: dict[str, list[str]]) -> dict:
@@ -114,12 +150,12 @@ async def volume_write(api, request) -> Response:
 
 ROUTES = [
     ("GET", "/networks", list_networks),
-    ("POST", "/networks/create", network_write),
-    ("POST", "/networks/prune", network_write),
+    ("POST", "/networks/create", create_network),
+    ("POST", "/networks/prune", prune_networks),
     ("GET", "/networks/{id}", inspect_network),
     ("DELETE", "/networks/{id}", remove_network),
-    ("POST", "/networks/{id}/connect", network_write),
-    ("POST", "/networks/{id}/disconnect", network_write),
+    ("POST", "/networks/{id}/connect", connect),
+    ("POST", "/networks/{id}/disconnect", disconnect),
     ("GET", "/volumes", list_volumes),
     ("POST", "/volumes/create", volume_write),
     ("POST", "/volumes/prune", volume_write),
