@@ -150,10 +150,13 @@ class LiveStack:
                 client.close()
 
     def start_worker(self) -> None:
-        """Start the worker and wait until it answers a task (syncimages goes through it)."""
+        """Start the worker and wait until it answers a task (syncimages goes through it).
+
+        The prefork pool, as scripts/start runs it: netns work in a forked pool process is what broke once.
+        """
         self._worker = _spawn(
             [sys.executable, "-m", "celery", "-A", "console", "worker", "-Q", f"host.{self.host}",
-             "--pool=threads", "--concurrency=4", "-l", "warning", "-n", f"{self.host}@%h",
+             "--pool=prefork", "--concurrency=4", "-l", "warning", "-n", f"{self.host}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             self.env, self.logs / "worker.log",
         )

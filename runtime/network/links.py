@@ -27,6 +27,7 @@ from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as pyroute2_netns
 
 from ..errors import BerthError, Conflict, NotFound
+from . import namespaces
 from .spec import BridgeSpec, EndpointSpec
 
 IFF_UP = 0x1
@@ -40,9 +41,7 @@ def iproute(netns_path: str | None = None) -> Iterator[IPRoute]:
     if netns_path is None:
         ipr = IPRoute(groups=0)
     else:
-        if not os.path.exists(netns_path):
-            raise NotFound(f"network namespace {netns_path} not found")
-        ipr = IPRoute(netns=netns_path, flags=0, groups=0)
+        ipr = IPRoute(fileno=namespaces.netlink_socket_in(netns_path), groups=0)
     try:
         yield ipr
     finally:
@@ -198,7 +197,7 @@ def create_netns(path: str) -> None:
         os.unlink(path)   # an empty mount point left by a create that was interrupted
     if not os.path.exists(path):
         try:
-            pyroute2_netns.create(path)
+            namespaces.create_netns(path)
         except FileExistsError:
             pass
     with iproute(path) as ns:
