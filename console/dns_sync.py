@@ -16,7 +16,7 @@ resolves as soon as ``docker run`` returns::
 Records of a network: for each running container with an address there,
 its name, its short id and its aliases. Names of other networks' containers
 are not in them, so they do not resolve. The default bridge has no names
-(Docker's behaviour; links are a later issue).
+(Docker's behaviour; links write /etc/hosts lines instead, see console.links).
 """
 
 from __future__ import annotations

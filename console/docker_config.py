@@ -28,7 +28,6 @@ PREDEFINED_NETWORKS = ("default", "bridge", "host", "none")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 LOG_DRIVERS = ("json-file", "local", "none")
 LOG_OPTIONS = ("max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag")
-BIND_MODES = {"ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private", "rprivate", "nocopy"}
 CAPABILITIES = {
     "CAP_" + name for name in (
         "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
@@ -171,7 +170,6 @@ def _config(top: Fields) -> dict:
         "Env": top.strings("Env") or [],
         "Cmd": top.str_slice("Cmd"),
         "Image": top.string("Image"),
-        # Volumes arrive with a later issue: kept so inspect shows them, nothing is mounted yet.
         "Volumes": top.object("Volumes") or None,
         "WorkingDir": top.string("WorkingDir"),
         "Entrypoint": top.str_slice("Entrypoint"),
@@ -230,10 +228,12 @@ def _host_config(fields: Fields, config: dict) -> dict:
         "CapDrop": _capabilities("CapDrop", fields.strings("CapDrop")),
         "ReadonlyRootfs": fields.boolean("ReadonlyRootfs"),
         "Privileged": fields.boolean("Privileged"),
-        # Networking (ports, links) is a later issue: stored now, acted on then.
+        # Ports are planned by network_services, links by console.links, mounts by volume_services.
         "PortBindings": _port_bindings(fields),
         "PublishAllPorts": fields.boolean("PublishAllPorts"),
         "Links": fields.strings("Links"),
+        "VolumesFrom": fields.strings("VolumesFrom"),
+        "Tmpfs": fields.string_map("Tmpfs") or None,
     })
     if host_config["Privileged"]:
         raise invalid("privileged containers are not supported yet", "privileged")
@@ -312,36 +312,17 @@ def _log_config(fields: Fields) -> dict:
 
 
 def _binds(binds: list[str] | None) -> list[str] | None:
-    for bind in binds or []:
-        parts = bind.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise invalid(f"invalid volume specification: '{bind}'", "binds")
-        source, destination = parts[0], parts[1]
-        if not source.startswith("/"):
-            raise invalid(f"invalid volume specification: '{bind}': named volumes are not supported yet", "binds")
-        if not destination.startswith("/"):
-            raise invalid(f"invalid volume specification: '{bind}': invalid mount config for type \"bind\": "
-                          f"invalid mount path: '{destination}' mount path must be absolute", "binds")
-        if os.path.normpath(destination) == "/":
-            raise invalid(f"invalid volume specification: '{bind}': invalid mount config for type \"bind\": "
-                          "invalid specification: destination can't be '/'", "binds")
-        for mode in (parts[2].split(",") if len(parts) == 3 else []):
-            if mode not in BIND_MODES:
-                raise invalid(f"invalid mode: {parts[2]}", "binds")
+    """Shapes and sources are checked by ``volume_services.plan_mounts`` (it knows volumes)."""
     return binds
 
 
 def _mounts(mounts: list[dict]) -> list[dict]:
     for mount in mounts:
-        kind = mount.get("Type") or ""
-        if kind != "bind":
-            raise invalid(f'invalid mount config for type "{kind}": only bind mounts are supported yet', "mounts")
-        for key in ("Source", "Target"):
-            if not isinstance(mount.get(key), str) or not mount[key].startswith("/"):
-                raise invalid(f'invalid mount config for type "bind": invalid mount path: '
-                              f"'{mount.get(key) or ''}' mount path must be absolute", "mounts")
         if not isinstance(mount.get("ReadOnly", False), bool):
             raise _type_error(mount["ReadOnly"], "CreateRequest.HostConfig.Mounts.ReadOnly", "bool")
+        for key in ("Type", "Source", "Target"):
+            if mount.get(key) is not None and not isinstance(mount[key], str):
+                raise _type_error(mount[key], f"CreateRequest.HostConfig.Mounts.{key}", "string")
     return mounts
 
 

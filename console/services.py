@@ -49,11 +49,11 @@ from runtime.errors import (
 from runtime.images import normalize_reference
 from runtime.names import random_name
 
-from . import network_services, tasks
+from . import links, network_services, tasks, volume_services
 from .errors import NetworkingFailed
 from .humanize import container_status
 from .docker_config import check_name, check_signal, invalid, merge_image_config, read_create_body
-from .models import Container, Image, ImageTag, Operation
+from .models import Container, Image, ImageTag, Operation, Volume
 from .operations import call as _call
 from .operations import operation as _operation
 
@@ -92,6 +92,9 @@ def create_container(body: dict, name: str | None = None, user=None, source: str
         config = merge_image_config(config, image.config)
         plan = network_services.plan_container_network(config, host_config, networking_config, get_container)
         host_config["NetworkMode"] = plan.network_mode
+        mounts = volume_services.plan_mounts(config, host_config, get_container)
+        link_targets = links.check(host_config.get("Links"), get_container)
+        new_volumes = [m.volume for m in mounts if m.volume and not Volume.objects.filter(name=m.volume).exists()]
         network_services.prepare(plan)
         with transaction.atomic():
             # Its name, its addresses and its ports in one transaction: all of them, or none.
@@ -101,16 +104,32 @@ def create_container(body: dict, name: str | None = None, user=None, source: str
                 created=timezone.now(), created_by=operation.user,
             )
             network_services.insert_rows(container, plan)
+            volume_services.insert_rows(container, mounts)
+            if link_targets:
+                container.host_config = {**container.host_config,
+                                         "Links": links.normalised(container, link_targets)}
+                container.save(update_fields=["host_config"])
         container.warnings = plan.warnings
         operation.target_id, operation.target_name = container.id, container.name
         try:
             _call(tasks.create_container, container.host, container.id)
         except BaseException as error:
             Container.objects.filter(pk=container.id).delete()
+            _forget_new_volumes(container.host, new_volumes)
             if isinstance(error, NoSuchImage):  # the store lost it since the rows were synced
                 raise NoSuchImage(_familiar(config["Image"])) from None
             raise
         return _reload(container)
+
+
+def _forget_new_volumes(host: str, names: list[str]) -> None:
+    """The volumes a failed create made (rows and directories), unless someone mounts them meanwhile."""
+    for volume in Volume.objects.filter(name__in=names, mounts__isnull=True):
+        try:
+            _call(tasks.remove_volume, host, volume.mountpoint)
+        except BerthError:
+            log.exception("could not remove the directory of volume %s", volume.name)
+        volume.delete()
 
 
 def _image_for_create(reference: str) -> Image:
@@ -164,7 +183,7 @@ def start_container(ref: str, user=None, source: str = "api") -> tuple[Container
 def _remove_after_failed_start(container: Container) -> None:
     try:
         with _operation("container.remove", None, Operation.SOURCE_SYSTEM, container, detail={"reason": "AutoRemove"}):
-            _call(tasks.remove_container, container.host, container.id, True)
+            _call(tasks.remove_container, container.host, container.id, True, True)
     except BerthError:
         log.exception("could not remove container %s after its start failed", container.id)
 
@@ -229,7 +248,7 @@ def unpause_container(ref: str, user=None, source: str = "api") -> Container:
 def remove_container(ref: str, force: bool = False, volumes: bool = False, user=None, source: str = "api") -> None:
     """``docker rm``: refused while running unless ``force`` (then killed first).
 
-    ``volumes``: anonymous volumes arrive with the volumes issue; accepted, nothing to remove yet.
+    ``volumes`` (``rm -v``): its anonymous volumes go too, unless another container mounts them.
     """
     container = get_container(ref)
     with _operation("container.remove", user, source, container, detail={"force": force, "volumes": volumes}):
@@ -241,7 +260,7 @@ def remove_container(ref: str, force: bool = False, volumes: bool = False, user=
                 raise ContainerRunning(ref)
         previous = _claim_removal(container, ref)
         try:
-            _call(tasks.remove_container, container.host, container.id, force, extra_wait=KILL_WAIT)
+            _call(tasks.remove_container, container.host, container.id, force, volumes, extra_wait=KILL_WAIT)
         except BaseException as error:
             Container.objects.filter(pk=container.id, state=Container.STATE_REMOVING).update(state=previous)
             _refresh_quietly(container)
@@ -560,6 +579,15 @@ create_network = network_services.create_network
 remove_network = network_services.remove_network
 prune_networks = network_services.prune_networks
 reconcile_network = network_services.reconcile_network
+
+
+# --- volumes (rules in volume_services) ------------------------------------------------------------
+
+get_volume = volume_services.get_volume
+list_volumes = volume_services.list_volumes
+create_volume = volume_services.create_volume
+remove_volume = volume_services.remove_volume
+prune_volumes = volume_services.prune_volumes
 
 
 def connect_network(network_ref: str, container_ref: str, endpoint_config: dict | None = None, user=None,

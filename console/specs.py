@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 
-from runtime import BindMount, ContainerSpec, NetworkSpec, Resources
+from runtime import BindMount, ContainerSpec, NetworkSpec, Resources, Tmpfs
 from runtime.errors import InvalidValue
 from runtime.spec import NETWORK_HOST, NETWORK_NONE
+
+from . import links
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -30,7 +32,7 @@ def spec_from_container(container, network: NetworkSpec | None = None, dns: list
         name=container.name,
         cmd=config.get("Cmd"),
         entrypoint=_entrypoint(config.get("Entrypoint")),
-        env=list(config.get("Env") or []),
+        env=links.link_env(container) + list(config.get("Env") or []),
         working_dir=config.get("WorkingDir") or "",
         user=config.get("User") or "",
         hostname=config.get("Hostname") or "",
@@ -46,8 +48,9 @@ def spec_from_container(container, network: NetworkSpec | None = None, dns: list
             cpu_shares=host_config.get("CpuShares") or 0,
             pids_limit=max(host_config.get("PidsLimit") or 0, 0),  # 0 and -1 both mean unlimited
         ),
-        mounts=bind_mounts(host_config),
-        extra_hosts=list(host_config.get("ExtraHosts") or []),
+        mounts=row_mounts(container) if _has_mount_rows(container) else bind_mounts(host_config),
+        tmpfs=tmpfs_mounts(container) if _has_mount_rows(container) else [],
+        extra_hosts=list(host_config.get("ExtraHosts") or []) + links.link_hosts(container),
         dns=list(dns if dns is not None else host_config.get("Dns") or []),
         dns_search=list(host_config.get("DnsSearch") or []),
         dns_options=list(host_config.get("DnsOptions") or []),
@@ -68,10 +71,32 @@ def runtime_network_mode(network_mode: str) -> str:
     return NETWORK_HOST if network_mode == "host" else NETWORK_NONE
 
 
+def _has_mount_rows(container) -> bool:
+    return container.pk is not None and container.mounts.exists()
+
+
+def row_mounts(container) -> list[BindMount]:
+    """Binds and volumes of the Mount rows: a volume is a bind of its ``_data`` directory."""
+    mounts = []
+    for mount in container.mounts.select_related("volume").exclude(type="tmpfs"):
+        source = mount.volume.mountpoint if mount.volume is not None else mount.source
+        mounts.append(BindMount(source, mount.destination, readonly=not mount.read_write))
+    return mounts
+
+
+def tmpfs_mounts(container) -> list[Tmpfs]:
+    from .volume_services import tmpfs_options
+
+    return [Tmpfs(m.destination, tmpfs_options(container.host_config, m.destination))
+            for m in container.mounts.filter(type="tmpfs")]
+
+
 def bind_mounts(host_config: dict) -> list[BindMount]:
     mounts = []
     for bind in host_config.get("Binds") or []:
         source, destination, mode = split_bind(bind)
+        if not source.startswith("/"):
+            continue  # a volume: only ever mounted through its Mount row
         mounts.append(BindMount(source, destination, readonly="ro" in mode.split(",")))
     for mount in host_config.get("Mounts") or []:
         if mount.get("Type") == "bind":
@@ -81,7 +106,7 @@ def bind_mounts(host_config: dict) -> list[BindMount]:
 
 def bind_sources_to_create(host_config: dict) -> list[str]:
     """Sources of ``-v /host:/ctr`` binds: Docker makes a missing one (``--mount`` does not)."""
-    return [split_bind(bind)[0] for bind in host_config.get("Binds") or []]
+    return [split_bind(bind)[0] for bind in host_config.get("Binds") or [] if bind.startswith("/")]
 
 
 def split_bind(bind: str) -> tuple[str, str, str]:

@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal as signals
+import stat
 from datetime import datetime
+from pathlib import Path
 
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
 import runtime.errors
+from runtime.archive import open_dir_in_root
 from runtime.errors import BerthError, ContainerPaused, NoSuchContainer, NotFound, StartFailed
 from runtime.signals import parse_signal
 from runtime.spec import STATUS_PAUSED
 
+from . import links, volume_services
 from . import dns_sync, networking, state, watcher  # noqa: F401  (watcher, dns_sync: start when the worker is ready)
 from . import errors as console_errors
 from .errors import NetworkingFailed
@@ -110,8 +115,11 @@ def create_container(container_id: str) -> None:
     row = _row(container_id)
     for source in bind_sources_to_create(row.host_config):
         os.makedirs(source, exist_ok=True)  # Docker makes a missing -v source directory
+    fresh = _make_volume_directories(row)
     network, dns = networking.planned_network(row)
-    created = get_runtime().create(spec_from_container(row, network, dns), container_id=row.id)
+    engine = get_runtime()
+    created = engine.create(spec_from_container(row, network, dns), container_id=row.id)
+    _copy_image_content(engine, row, fresh)
     if not row.config.get("Hostname"):
         # What the runtime chose (the short id, or the host's name on the host network), as inspect shows it.
         Container.objects.filter(pk=row.id).update(config={**row.config, "Hostname": created.spec.hostname})
@@ -126,6 +134,7 @@ def _start(engine, container_id: str) -> None:
             return  # a duplicate of a start that won the lock
         row = _row(container_id)
         try:
+            links.check_running(row, lambda target_id: _is_running(engine, target_id))
             network, dns = networking.set_up(row)
         except BerthError as error:
             engine.record_failed_start(container_id, StartFailed(str(error), NetworkingFailed.exit_code))
@@ -136,6 +145,13 @@ def _start(engine, container_id: str) -> None:
             if networking.has_own_namespace(row):
                 networking.undo(container_id, networking.endpoints_of(row))
             raise
+
+
+def _is_running(engine, container_id: str) -> bool:
+    try:
+        return engine.get(container_id).running
+    except NoSuchContainer:
+        return False
 
 
 @host_task()
@@ -213,17 +229,85 @@ def unpause_container(container_id: str) -> None:
 
 
 @host_task()
-def remove_container(container_id: str, force: bool = False) -> None:
+def remove_container(container_id: str, force: bool = False, volumes: bool = False) -> None:
     try:
         get_runtime().remove(container_id, force=force)
     except NoSuchContainer:
         pass  # removed already: a duplicate, or gone while nobody watched
     row = Container.objects.filter(pk=container_id).first()
     named = dns_sync.is_named(container_id)
+    anonymous = volume_services.anonymous_volumes_of(container_id) if volumes else []
     if row is not None:
         networking.tear_down(row)
     state.forget(container_id)
+    volume_services.release_anonymous_volumes(anonymous)
     dns_sync.notify_for(container_id, named)
+
+
+# --- volumes -------------------------------------------------------------------------
+
+
+def _make_volume_directories(row: Container) -> set[str]:
+    """Each volume's ``_data`` directory; the destinations whose volume was made empty just now."""
+    fresh = set()
+    nocopy = volume_services.nocopy_destinations(row.host_config)
+    for mount in row.mounts.select_related("volume").filter(type="volume"):
+        data = Path(mount.volume.mountpoint)
+        if not data.exists():
+            data.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            data.mkdir(mode=0o755, exist_ok=True)
+        if mount.destination not in nocopy and not any(data.iterdir()):
+            fresh.add(mount.destination)
+    return fresh
+
+
+def _copy_image_content(engine, row: Container, fresh: set[str]) -> None:
+    """What the image has at a fresh volume's path is copied in first, as Docker does. The path is
+    resolved inside the rootfs (its symlinks never lead out of it); links inside are copied as links."""
+    if not fresh:
+        return
+    rootfs = engine.state.container_dir(row.id) / "rootfs"
+    for mount in row.mounts.select_related("volume").filter(type="volume", destination__in=fresh):
+        try:
+            inside = open_dir_in_root(rootfs, mount.destination)
+        except OSError:
+            continue  # nothing at that path in the image
+        try:
+            _copy_tree(f"/proc/self/fd/{inside}", mount.volume.mountpoint)
+        finally:
+            os.close(inside)
+
+
+def _copy_tree(source: str, destination: str) -> None:
+    """Files, modes and owners (a database image's data directory belongs to its user); links as links."""
+    shutil.copytree(source, destination, symlinks=True, dirs_exist_ok=True)
+    top = os.stat(source)
+    os.chmod(destination, stat.S_IMODE(top.st_mode))
+    os.chown(destination, top.st_uid, top.st_gid)
+    for directory, dirs, files in os.walk(source):
+        relative = os.path.relpath(directory, source)
+        for name in dirs + files:
+            found = os.lstat(os.path.join(directory, name))
+            os.lchown(os.path.join(destination, relative, name), found.st_uid, found.st_gid)
+
+
+def remove_volume_directory(mountpoint: str) -> None:
+    """``BERTH_ROOT/volumes/<name>`` with its ``_data``; only ever below the volumes directory."""
+    directory = Path(mountpoint).parent
+    volumes = Path(settings.BERTH_ROOT) / "volumes"
+    if directory.parent.resolve() != volumes.resolve():
+        raise BerthError(f"refusing to remove {directory}: not a volume directory")
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@host_task()
+def create_volume(mountpoint: str) -> None:
+    Path(mountpoint).mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
+@host_task()
+def remove_volume(mountpoint: str) -> None:
+    remove_volume_directory(mountpoint)
 
 
 @host_task()

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from runtime.errors import BerthError, NoSuchContainer
 
-from . import dns_sync, events, networking, state
+from . import dns_sync, events, networking, state, volume_services
 from .models import Container, Operation
 from .runtime_access import get_runtime
 
@@ -136,6 +136,7 @@ def remove_after_exit(row: Container) -> None:
     if not claimed:
         return  # somebody else removes it, or it started again
     named = dns_sync.is_named(row.id)
+    anonymous = volume_services.anonymous_volumes_of(row.id)
     operation = Operation.objects.create(source=Operation.SOURCE_SYSTEM, action="container.remove",
                                          target_id=row.id, target_name=row.name, state=Operation.STATE_RUNNING,
                                          detail={"reason": "AutoRemove"})
@@ -151,6 +152,7 @@ def remove_after_exit(row: Container) -> None:
                                                          finished=timezone.now())
         raise
     state.forget(row.id)
+    volume_services.release_anonymous_volumes(anonymous)
     dns_sync.notify_for(row.id, named)
     Operation.objects.filter(pk=operation.pk).update(state=Operation.STATE_DONE, finished=timezone.now())
 

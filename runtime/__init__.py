@@ -34,6 +34,7 @@ from .spec import (
     ContainerState,
     NetworkSpec,
     Resources,
+    Tmpfs,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

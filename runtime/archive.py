@@ -113,6 +113,15 @@ def open_in_root(root: Path, name: str) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
+def open_dir_in_root(root: Path, name: str) -> int:
+    """An fd of the directory ``root/name``, following symlinks as if ``root`` were ``/``; the caller closes it."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _resolve(root_fd, clean_parts(name), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    finally:
+        os.close(root_fd)
+
+
 def clean_parts(name: str) -> list[str]:
     """Split a tar name into components, clamping ``..`` at the layer root."""
     parts: list[str] = []

@@ -657,6 +657,9 @@ def _validate(spec: ContainerSpec) -> None:
             raise InvalidValue("mount", f"{mount.destination!r}: the destination must be an absolute path")
         if not os.path.isabs(mount.source) or not os.path.exists(mount.source):
             raise InvalidValue("mount", f"{mount.source!r}: the source must be an existing absolute path")
+    for tmpfs in spec.tmpfs:
+        if not tmpfs.destination.startswith("/"):
+            raise InvalidValue("tmpfs", f"{tmpfs.destination!r}: the destination must be an absolute path")
     for entry in spec.extra_hosts:
         host, sep, address = entry.partition(":")
         if not sep or not host or not address:

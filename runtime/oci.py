@@ -130,10 +130,22 @@ def _mounts(container: Container, state_dir: Path) -> list[dict]:
     if container.spec.network.mode == NETWORK_HOST:
         # A sysfs mount needs a network namespace of its own; share the host's read-only instead.
         mounts[3] = {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", *sys_options]}
+    spec = container.spec
+    # A parent path is mounted before what lies below it, whatever kind each is; the /etc files
+    # last, so a volume at /etc does not hide them (unless the caller mounted one of them).
+    own = [_bind(m.source, m.destination, m.readonly) for m in spec.mounts]
+    own += [_tmpfs(t.destination, t.options) for t in spec.tmpfs]
+    mounts += sorted(own, key=lambda m: m["destination"].rstrip("/").count("/"))
+    taken = {m["destination"].rstrip("/") for m in own}
     for name in ("resolv.conf", "hostname", "hosts"):
-        mounts.append(_bind(str(state_dir / name), f"/etc/{name}", readonly=False))
-    mounts.extend(_bind(m.source, m.destination, m.readonly) for m in container.spec.mounts)
+        if f"/etc/{name}" not in taken:
+            mounts.append(_bind(str(state_dir / name), f"/etc/{name}", readonly=False))
     return mounts
+
+
+def _tmpfs(destination: str, options: list[str]) -> dict:
+    defaults = [o for o in ("nosuid", "nodev", "noexec") if o.removeprefix("no") not in options]
+    return {"destination": destination, "type": "tmpfs", "source": "tmpfs", "options": defaults + list(options)}
 
 
 def _bind(source: str, destination: str, readonly: bool) -> dict:

@@ -58,6 +58,14 @@ class BindMount:
 
 
 @dataclass
+class Tmpfs:
+    """A tmpfs of its own at ``destination``; ``options`` as mount(8) takes them ("size=64m")."""
+
+    destination: str
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ContainerSpec:
     image: str
     name: str = ""
@@ -75,6 +83,7 @@ class ContainerSpec:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     resources: Resources = field(default_factory=Resources)
     mounts: list[BindMount] = field(default_factory=list)
+    tmpfs: list[Tmpfs] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)   # "name:ip"
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)

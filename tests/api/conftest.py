@@ -88,8 +88,10 @@ def fake_runtime(root):
 
 @pytest.fixture
 def api(services, fake_runtime, events, root):
+    store = FakeStore()
+    services.store = store
     return DockerAPI(services=services, runtime=fake_runtime, events=events, root=root / "state",
-                     store=FakeStore(), stats_interval=0.1, poll_interval=0.2)
+                     store=store, stats_interval=0.1, poll_interval=0.2)
 
 
 @pytest.fixture

@@ -133,7 +133,36 @@ BUSYBOX_CONFIG = {
 }
 
 
-class FakeServices:
+class FakeVolumeServices:
+    """The volume services over the FakeStore's list."""
+
+    store: "FakeStore"
+
+    def create_volume(self, body, user=None, source="api"):
+        name = body.get("Name") or "a" * 64
+        found = self.store.get_volume(name)
+        if found is None:
+            found = Volume(name, mountpoint=f"/var/lib/berth/volumes/{name}/_data", labels=body.get("Labels") or {})
+            self.store.volumes.append(found)
+        self.calls.append(("volume.create", name))
+        return found
+
+    def remove_volume(self, name, force=False, user=None, source="api"):
+        from runtime.errors import NotFound
+
+        if self.store.get_volume(name) is None:
+            if force:
+                return
+            raise NotFound(f"get {name}: no such volume")
+        self.store.volumes = [v for v in self.store.volumes if v.name != name]
+        self.calls.append(("volume.remove", name, force))
+
+    def prune_volumes(self, filters=None, all=False, user=None, source="api"):
+        self.calls.append(("volume.prune", all))
+        return [], 0
+
+
+class FakeServices(FakeVolumeServices):
     """The services contract, in memory. ``events`` (LocalEvents) hears every change."""
 
     def __init__(self, events=None):

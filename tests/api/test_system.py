@@ -1,4 +1,4 @@
-"""``info``, the network handlers, volumes (read-only for now), ``top`` and ``stats`` over fakes."""
+"""``info``, the network handlers, volumes, ``top`` and ``stats`` over fakes."""
 
 import json
 import os
@@ -72,7 +72,15 @@ def test_volumes_list_and_inspect(client):
     assert [v["Name"] for v in data["Volumes"]] == ["data"]
     assert client().json("GET", "/volumes/data")[2]["Driver"] == "local"
     assert client().json("GET", "/volumes/nope")[2] == {"message": "get nope: no such volume"}
-    assert client().json("POST", "/volumes/create", {"Name": "x"})[0] == 501
+
+
+def test_volumes_are_created_removed_and_pruned_through_the_services(client, services):
+    status, _, data = client().json("POST", "/v1.45/volumes/create", {"Name": "x", "Driver": "local"})
+    assert status == 201 and data["Name"] == "x" and data["Mountpoint"].endswith("/volumes/x/_data")
+    assert client().json("DELETE", "/volumes/x?force=1")[0] == 204
+    assert services.calls[-1] == ("volume.remove", "x", True)
+    assert client().json("DELETE", "/volumes/x")[::2] == (404, {"message": "get x: no such volume"})
+    assert client().json("POST", "/volumes/prune")[::2] == (200, {"VolumesDeleted": None, "SpaceReclaimed": 0})
 
 
 def test_stats_of_a_stopped_container_are_zeros_in_dockers_shape(client, services):

@@ -310,3 +310,19 @@ def test_it_never_writes_outside_with_random_hostile_names(dest, outside):
     assert listing(outside) == set()
     assert not list(dest.parent.glob(f"{marker}*"))
     assert not list(Path("/").glob(f"{marker}*"))
+
+
+def test_open_dir_in_root_keeps_symlinks_inside_the_root(tmp_path):
+    from runtime.archive import open_dir_in_root
+
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "marker").write_text("inside")
+    (root / "escape").symlink_to("/")
+    (root / "up").symlink_to("../../../../etc")
+    for name in ("escape/etc", "up", "/../../etc"):
+        fd = open_dir_in_root(root, name)
+        try:
+            assert os.listdir(f"/proc/self/fd/{fd}") == ["marker"]
+        finally:
+            os.close(fd)

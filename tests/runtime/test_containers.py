@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtime import (
+    Tmpfs,
     BindMount,
     ContainerNotRunning,
     ContainerRunning,
@@ -358,6 +359,15 @@ def test_bind_mounts_are_seen_inside_and_read_only_is_enforced(engine, run, tmp_
         "sh", "-c", "cat /data/in.txt; echo; touch /data/new 2>/dev/null && echo writable || echo read-only",
         mounts=[BindMount(str(tmp_path), "/data", readonly=True)]))
     assert output(engine, container.id).split("\n")[:2] == ["from host", "read-only"]
+
+
+def test_a_tmpfs_is_mounted_with_its_options_and_below_a_bind_of_its_parent(engine, run, tmp_path):
+    container = finished(engine, run(
+        "sh", "-c", "grep ' /data/t ' /proc/mounts; ls /data",
+        mounts=[BindMount(str(tmp_path), "/data")], tmpfs=[Tmpfs("/data/t", ["size=1m"])]))
+    lines = output(engine, container.id).splitlines()
+    assert lines[0].startswith("tmpfs /data/t tmpfs") and "size=1024k" in lines[0] and "noexec" in lines[0]
+    assert (tmp_path / "t").is_dir()
 
 
 def test_recover_records_an_exit_no_berth_process_watched(engine, run):

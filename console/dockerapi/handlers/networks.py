@@ -1,11 +1,11 @@
-"""Networks (read from the store, changed through the services) and volumes (read-only for now)."""
+"""Networks and volumes: read from the store, changed through the services."""
 
 from __future__ import annotations
 
 import re
 
 from .. import shapes
-from ..errors import HTTPError, not_found, not_implemented
+from ..errors import HTTPError, not_found
 from ..params import boolean, check_filter_names, filters
 from ..server import Response, empty, json_response
 
@@ -139,13 +139,25 @@ async def inspect_volume(api, request) -> Response:
     return json_response(await api.sync(_volume, api.store, request.params["name"]))
 
 
+async def create_volume(api, request) -> Response:
+    body = await request.json()
+    if body is not None and not isinstance(body, dict):
+        raise HTTPError(400, "json: cannot unmarshal into Go value of type volume.CreateOptions")
+    volume = await api.sync(api.services.create_volume, body or {})
+    return json_response(shapes.volume_inspect(volume), 201)
+
+
 async def remove_volume(api, request) -> Response:
-    await api.sync(_volume, api.store, request.params["name"])
-    raise not_implemented("removing volumes")
+    await api.sync(api.services.remove_volume, request.params["name"], boolean(request.arg("force")))
+    return empty(204)
 
 
-async def volume_write(api, request) -> Response:
-    raise not_implemented(f"{request.method} {request.path} (volumes are created with the volumes issue)")
+async def prune_volumes(api, request) -> Response:
+    given = filters(request.arg("filters"))
+    check_filter_names(given, {"label", "all"})
+    every = boolean((given.get("all") or ["false"])[0])
+    removed, space = await api.sync(api.services.prune_volumes, given, every)
+    return json_response({"VolumesDeleted": removed or None, "SpaceReclaimed": space})
 
 
 ROUTES = [
@@ -157,8 +169,8 @@ ROUTES = [
     ("POST", "/networks/{id}/connect", connect),
     ("POST", "/networks/{id}/disconnect", disconnect),
     ("GET", "/volumes", list_volumes),
-    ("POST", "/volumes/create", volume_write),
-    ("POST", "/volumes/prune", volume_write),
+    ("POST", "/volumes/create", create_volume),
+    ("POST", "/volumes/prune", prune_volumes),
     ("GET", "/volumes/{name}", inspect_volume),
     ("DELETE", "/volumes/{name}", remove_volume),
 ]
