@@ -9,10 +9,10 @@ class ModelStore:
 
         return Network.objects.filter(name=name).first()
 
-    def list_networks(self) -> list:
-        from console.models import Network
+    def list_networks(self, filters: dict | None = None) -> list:
+        from console.network_services import list_networks
 
-        return list(Network.objects.order_by("name"))
+        return list_networks(filters)
 
     def get_network(self, reference: str):
         """By exact id, exact name, or unique id prefix; None when nothing (or several) match."""

@@ -364,7 +364,8 @@ class FakeStore:
     def network_by_name(self, name):
         return next((n for n in self.networks if n.name == name), None)
 
-    def list_networks(self):
+    def list_networks(self, filters=None):
+        # The filters are the services' rule, tested with them (tests/console/test_network_services.py).
         return sorted(self.networks, key=lambda n: n.name)
 
     def get_network(self, ref):
