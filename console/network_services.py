@@ -36,6 +36,7 @@ from .docker_config import Fields, container_network_target, invalid, port_reque
 from .errors import Forbidden
 from .models import Container, Endpoint, Network, PortMapping
 from .operations import call, operation
+from .filters import labels_match, name_matches
 
 DEFAULT_NETWORK = "bridge"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
@@ -87,9 +88,9 @@ def list_networks(filters: dict | None = None) -> list[Network]:
             raise invalid(f"invalid filter '{key}'", "filters")
     found = []
     for network in Network.objects.order_by("name"):
-        if "name" in given and not any(_search(v, network.name) for v in given["name"]):
+        if "name" in given and not any(name_matches(v, network.name) for v in given["name"]):
             continue
-        if "id" in given and not any(network.id.startswith(v) or _search(v, network.id) for v in given["id"]):
+        if "id" in given and not any(network.id.startswith(v) or name_matches(v, network.id) for v in given["id"]):
             continue
         if "driver" in given and network.driver not in given["driver"]:
             continue
@@ -97,7 +98,7 @@ def list_networks(filters: dict | None = None) -> list[Network]:
             continue
         if "scope" in given and "local" not in given["scope"]:
             continue
-        if "label" in given and not _labels_match(given["label"], network.labels or {}):
+        if "label" in given and not labels_match(given["label"], network.labels or {}):
             continue
         if "dangling" in given:
             dangling = not network.predefined and not network.endpoints.exists()
@@ -105,17 +106,6 @@ def list_networks(filters: dict | None = None) -> list[Network]:
                 continue
         found.append(network)
     return found
-
-
-def _search(pattern: str, text: str) -> bool:
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return pattern in text
-
-
-def _labels_match(wanted: list[str], labels: dict) -> bool:
-    return all(k in labels and (not sep or labels[k] == v) for k, sep, v in (w.partition("=") for w in wanted))
 
 
 # --- create ------------------------------------------------------------------------------------
@@ -277,9 +267,9 @@ def prune_networks(filters: dict | None = None, user=None, source: str = "api") 
     with operation("network.prune", user, source, name="networks") as op:
         for network in Network.objects.filter(predefined=False).order_by("name"):
             labels = network.labels or {}
-            if given.get("label") and not _labels_match(given["label"], labels):
+            if given.get("label") and not labels_match(given["label"], labels):
                 continue
-            if given.get("label!") and any(_labels_match([wanted], labels) for wanted in given["label!"]):
+            if given.get("label!") and any(labels_match([wanted], labels) for wanted in given["label!"]):
                 continue
             if until is not None and network.created >= until:
                 continue

@@ -56,6 +56,7 @@ from .docker_config import check_name, check_signal, invalid, merge_image_config
 from .models import Container, Image, ImageTag, Operation, Volume
 from .operations import call as _call
 from .operations import operation as _operation
+from .filters import name_matches
 
 log = logging.getLogger(__name__)
 
@@ -404,9 +405,9 @@ def _normalise_filters(filters) -> dict[str, list[str]]:
 
 
 def _matches(row: Container, filters: dict[str, list[str]]) -> bool:
-    if filters.get("name") and not any(_search(pattern, "/" + row.name) for pattern in filters["name"]):
+    if filters.get("name") and not any(name_matches(pattern, "/" + row.name) for pattern in filters["name"]):
         return False
-    if filters.get("id") and not any(_search(pattern, row.id) for pattern in filters["id"]):
+    if filters.get("id") and not any(name_matches(pattern, row.id) for pattern in filters["id"]):
         return False
     labels = row.config.get("Labels") or {}
     for wanted in filters.get("label", []):
@@ -414,13 +415,6 @@ def _matches(row: Container, filters: dict[str, list[str]]) -> bool:
         if key not in labels or (equals and labels[key] != value):
             return False
     return True
-
-
-def _search(pattern: str, text: str) -> bool:
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return pattern in text
 
 
 def describe_status(container: Container, now: datetime | None = None) -> str:

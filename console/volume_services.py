@@ -33,6 +33,7 @@ from .docker_config import invalid
 from .models import Container, Mount, Volume
 from .operations import call as _call
 from .operations import operation as _operation
+from .filters import labels_match
 
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 REFUSED_SOURCES = ("/proc", "/sys", "/dev")
@@ -326,7 +327,7 @@ def prune_volumes(filters: dict | None = None, all: bool = False, user=None, sou
         rows = rows.filter(anonymous=True)
     removed, space = [], 0
     for volume in rows.distinct():
-        if not _labels_match((filters or {}).get("label") or [], volume.labels or {}):
+        if not labels_match((filters or {}).get("label") or [], volume.labels or {}):
             continue
         space += _size(Path(volume.mountpoint))
         try:
@@ -342,10 +343,6 @@ def release_anonymous_volumes(names: list[str]) -> None:
     for volume in Volume.objects.filter(name__in=names, anonymous=True, mounts__isnull=True):
         volume.delete()
         tasks.remove_volume_directory(volume.mountpoint)
-
-
-def _labels_match(wanted: list[str], labels: dict) -> bool:
-    return all(k in labels and (not sep or labels[k] == v) for k, sep, v in (w.partition("=") for w in wanted))
 
 
 def _size(path: Path) -> int:

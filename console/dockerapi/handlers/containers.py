@@ -12,6 +12,7 @@ from .. import local, shapes
 from ..errors import bad_request, conflict, not_implemented
 from ..params import boolean, check_filter_names, filters, integer
 from ..server import Response, empty, json_response
+from ...filters import labels_match
 
 CONTAINER_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume",
                      "network", "publish", "expose", "health", "isolation", "is-task"}
@@ -120,14 +121,6 @@ def _regex_match(pattern: str, text: str) -> bool:
         return pattern in text
 
 
-def _labels_match(wanted: list[str], labels: dict) -> bool:
-    for item in wanted:
-        key, sep, value = item.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    return True
-
-
 def _image_matches(row, references: list[str]) -> bool:
     image = row.image
     names = {row.image_ref}
@@ -164,7 +157,7 @@ def _matches(row, given: dict[str, list[str]], created_bounds) -> bool:
         return False
     if "exited" in given and not (row.state == "exited" and str(row.exit_code) in given["exited"]):
         return False
-    if "label" in given and not _labels_match(given["label"], shapes.effective_config(row).get("Labels") or {}):
+    if "label" in given and not labels_match(given["label"], shapes.effective_config(row).get("Labels") or {}):
         return False
     if "ancestor" in given and not _image_matches(row, given["ancestor"]):
         return False

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import re
 
 from .. import shapes
 from ..errors import HTTPError, not_found
 from ..params import boolean, check_filter_names, filters
 from ..server import Response, empty, json_response
+from ...filters import labels_match, name_matches
 
 NETWORK_FILTERS = {"name", "id", "driver", "type", "label", "scope", "dangling"}
 VOLUME_FILTERS = {"name", "dangling", "driver", "label"}
-
-
-def _search(pattern: str, text: str) -> bool:
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return pattern in text
-
-
-def _labels_match(wanted: list[str], labels: dict) -> bool:
-    return all(k in labels and (not sep or labels[k] == v) for k, sep, v in (w.partition("=") for w in wanted))
 
 
 def _networks(store, given: dict[str, list[str]]) -> list[dict]:
@@ -92,11 +81,11 @@ async def disconnect(api, request) -> Response:
 def _volumes(store, given: dict[str, list[str]]) -> dict:
     result = []
     for volume in store.list_volumes():
-        if "name" in given and not any(_search(v, volume.name) for v in given["name"]):
+        if "name" in given and not any(name_matches(v, volume.name) for v in given["name"]):
             continue
         if "driver" in given and volume.driver not in given["driver"]:
             continue
-        if "label" in given and not _labels_match(given["label"], volume.labels or {}):
+        if "label" in given and not labels_match(given["label"], volume.labels or {}):
             continue
         if "dangling" in given and boolean(given["dangling"][0]) != (not volume.mounts.exists()):
             continue
