@@ -836,10 +836,16 @@ def _rfc3339(timestamp: float) -> str:
 
 
 def _write_json(path: Path, data) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as out:
-        json.dump(data, out)
-    os.replace(temporary, path)
+    """Replace ``path`` atomically. The temporary name is the writer's own: two processes observing
+    one exit at once (the watcher and a task) must never write into the same temporary file."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "w") as out:
+            json.dump(data, out)
+        os.replace(temporary, path)
+    except BaseException:
+        _remove(temporary)
+        raise
 
 
 def _read_int(path: Path) -> int:

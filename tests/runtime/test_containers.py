@@ -468,3 +468,24 @@ def test_a_quick_exit_never_finishes_before_it_started(engine, run):
         engine.wait(container.id, timeout=10)
         state = engine.get(container.id).state
         assert state.finished_at >= state.started_at
+
+
+def test_records_written_at_once_by_many_writers_stay_whole(engine, run):
+    # The watcher and a task may record one exit at the same moment, from two processes.
+    container = run("true", start=False)
+    path = engine.state.container_dir(container.id) / "container.json"
+    writers = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+        from pathlib import Path
+        from runtime import Runtime, StateRoot
+        engine = Runtime(StateRoot(Path({str(engine.state.root)!r}), {engine.state.cgroup_parent!r}))
+        for _ in range(200):
+            engine._save(engine.get({container.id!r}))
+    """)]) for _ in range(4)]
+    try:
+        for _ in range(400):
+            assert engine.get(container.id).id == container.id
+    finally:
+        assert [w.wait() for w in writers] == [0, 0, 0, 0]
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
