@@ -4,4 +4,5 @@ from . import consumers
 
 websocket_urlpatterns = [
     path("ws/containers/", consumers.ContainerListConsumer.as_asgi()),
+    path("ws/containers/<str:container_id>/", consumers.ContainerConsumer.as_asgi()),
 ]
