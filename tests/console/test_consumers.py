@@ -24,9 +24,10 @@ def session_cookie(client, user):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_anonymous_visitor_is_refused():
+@pytest.mark.parametrize("path", ["/ws/containers/", f"/ws/containers/{'ab' * 32}/"])
+def test_an_anonymous_visitor_is_refused(path):
     async def scenario():
-        connection = communicator()
+        connection = WebsocketCommunicator(application, path, headers=[ORIGIN])
         connected, _ = await connection.connect()
         await connection.disconnect()
         return connected
@@ -64,17 +65,6 @@ async def hear(path, cookie, container_id, state, removed=False, messages=1):
         return heard[0] if messages == 1 else heard
     finally:
         await connection.disconnect()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_an_anonymous_visitor_is_refused_on_a_container_page():
-    async def scenario():
-        connection = WebsocketCommunicator(application, f"/ws/containers/{'ab' * 32}/", headers=[ORIGIN])
-        connected, _ = await connection.connect()
-        await connection.disconnect()
-        return connected
-
-    assert async_to_sync(scenario)() is False
 
 
 @pytest.mark.django_db(transaction=True)
