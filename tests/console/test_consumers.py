@@ -14,10 +14,6 @@ from console.models import Container
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
 
-def communicator(*headers):
-    return WebsocketCommunicator(application, "/ws/containers/", headers=[ORIGIN, *headers])
-
-
 def session_cookie(client, user):
     client.force_login(user)
     return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())
