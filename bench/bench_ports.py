@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import shutil
 import statistics
 import time
 from pathlib import Path
 
 from runtime import ContainerSpec, NetworkSpec, Runtime, StateRoot
 from runtime.baseimage import build_busybox
-from runtime.mounts import mount_points, unmount
+from .common import remove_engine
 from runtime.network import BridgeSpec, EndpointSpec, Networking, PortSpec
 
 SUBNET, GATEWAY, PREFIX = "172.31.240.0/20", "172.31.240.1", 20
@@ -95,12 +94,7 @@ def main() -> None:
         networking.gc(set(), set(), set(), set())
         networking.remove_bridge(bridge)
         networking.teardown()
-        engine.gc()
-        for point in sorted(mount_points(state.root), reverse=True):
-            unmount(point)
-        shutil.rmtree(state.root, ignore_errors=True)
-        for directory in Path("/sys/fs/cgroup").glob(f"*/{state.cgroup_parent}"):
-            directory.rmdir()
+        remove_engine(engine)
     ratio = results[LEVELS[-1]] / results[LEVELS[0]]
     print(f"{'ports already published':26}{'create+start, one port (median)':>34}")
     for level in LEVELS:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runtime import ContainerSpec, Runtime, StateRoot
 from runtime.baseimage import build_busybox
-from runtime.mounts import mount_points, unmount
+from .common import remove_engine
 
 
 def memory_of(pid: int) -> tuple[int, int]:
@@ -94,14 +94,7 @@ def main() -> None:
         berth = bench_run_true(engine, options.runs)
         floor = bench_runc_floor(engine, options.runs)
     finally:
-        for container in engine.list():
-            engine.remove(container.id, force=True)
-        engine.gc()
-        for point in sorted(mount_points(state.root), reverse=True):
-            unmount(point)
-        shutil.rmtree(state.root, ignore_errors=True)
-        for directory in Path("/sys/fs/cgroup").glob(f"*/{state.cgroup_parent}"):
-            directory.rmdir()
+        remove_engine(engine)
     results = {
         "memory_per_container": memory | {"target_mb": 2.0, "docker_containerd_shim_mb": 13.2},
         "create_start_wait_true": {"berth_median_s": berth["median_s"], "runc_run_median_s": floor["median_s"],

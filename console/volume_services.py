@@ -28,6 +28,8 @@ from django.db.models import ProtectedError
 
 from runtime.errors import Conflict, NotFound
 
+from runtime.paths import tree_size
+
 from . import tasks
 from .docker_config import invalid
 from .models import Container, Mount, Volume
@@ -329,7 +331,7 @@ def prune_volumes(filters: dict | None = None, all: bool = False, user=None, sou
     for volume in rows.distinct():
         if not labels_match((filters or {}).get("label") or [], volume.labels or {}):
             continue
-        space += _size(Path(volume.mountpoint))
+        space += tree_size(Path(volume.mountpoint))
         try:
             remove_volume(volume.name, user=user, source=source)
         except (Conflict, NotFound):
@@ -344,13 +346,3 @@ def release_anonymous_volumes(names: list[str]) -> None:
         volume.delete()
         tasks.remove_volume_directory(volume.mountpoint)
 
-
-def _size(path: Path) -> int:
-    total = 0
-    for directory, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(directory, name)).st_size
-            except OSError:
-                pass
-    return total

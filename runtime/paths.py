@@ -17,6 +17,18 @@ DEFAULT_ROOT = "/var/lib/berth"
 DEFAULT_CGROUP_PARENT = "berth"
 
 
+def tree_size(top: Path) -> int:
+    """Bytes of the files under ``top`` (a container layer, a volume); vanishing files are skipped."""
+    total = 0
+    for directory, _, files in os.walk(top):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 @dataclass(frozen=True)
 class StateRoot:
     root: Path

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime import monitor
+from runtime.paths import tree_size
 
 RUNNING = ("running", "paused")
 
@@ -133,11 +134,4 @@ def open_root(runtime, container_id: str) -> int:
 
 def upper_size(runtime, container_id: str) -> int:
     """Bytes in the container's own layer (SizeRw)."""
-    total = 0
-    for directory, _, files in os.walk(container_dir(runtime, container_id) / "upper"):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(directory, name)).st_size
-            except OSError:
-                pass
-    return total
+    return tree_size(container_dir(runtime, container_id) / "upper")

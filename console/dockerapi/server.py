@@ -585,7 +585,7 @@ def bind_unix_socket(path: str | os.PathLike, mode: int = 0o660) -> socket.socke
     if existing is not None:
         if not stat.S_ISSOCK(existing.st_mode):
             raise RuntimeError(f"{path} exists and is not a socket")
-        if _answers(path):
+        if answers(path):
             raise RuntimeError(f"another server is listening on {path}")
         path.unlink()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -610,7 +610,8 @@ def bind_unix_socket(path: str | os.PathLike, mode: int = 0o660) -> socket.socke
     return server
 
 
-def _answers(path: Path) -> bool:
+def answers(path: Path) -> bool:
+    """Something accepts connections on the unix socket ``path``."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1)
     try:

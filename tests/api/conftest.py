@@ -14,6 +14,7 @@ import pytest
 from console import dockerapi
 from console.dockerapi.api import DockerAPI
 from console.dockerapi.events import LocalEvents
+from console.dockerapi.server import answers
 from tests.conftest import unique
 
 from .fakes import FakeRuntime, FakeServices, FakeStore
@@ -212,17 +213,6 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _answers(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX)
-    try:
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
-
-
 @pytest.fixture(scope="session")
 def docker_api(live_stack):
     """``manage.py dockerapi`` on a socket inside the live stack's state root; ended by its PID."""
@@ -238,7 +228,7 @@ def docker_api(live_stack):
                                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     try:
         deadline = time.monotonic() + 20
-        while not _answers(path):
+        while not answers(path):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Docker API did not start:\n{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.05)
