@@ -12,7 +12,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 from django.template.loader import render_to_string
 
-from . import groups
+from . import groups, roles
 from .models import Container
 from .views import container_row, containers_with_details
 
@@ -34,7 +34,8 @@ def _shown(container: Container, view: dict) -> bool:
     return view["name"].lower() in container.name.lower()
 
 
-def render_list_update(container_id: str, removed: bool, view: dict | None = None) -> list[str]:
+def render_list_update(container_id: str, removed: bool, view: dict | None = None,
+                       can_change: bool = True) -> list[str]:
     """The list's out-of-band updates: the row replaced, a new one put on top, or a removed one deleted.
 
     A row that no longer matches the page's filter leaves it. A just created
@@ -52,17 +53,17 @@ def render_list_update(container_id: str, removed: bool, view: dict | None = Non
     if row["container"].state == Container.STATE_CREATED and row["container"].started_at is None:
         if view["page"] not in ("", "1"):
             return [deleted]
-        html = render_to_string("_container_row.html", {"row": row}).strip()
+        html = render_to_string("_container_row.html", {"row": row, "can_change": can_change}).strip()
         return [deleted, f'<tbody hx-swap-oob="afterbegin:#containers-body">{html}</tbody>']
-    return [render_to_string("_container_row.html", {"row": row, "oob": True}).strip()]
+    return [render_to_string("_container_row.html", {"row": row, "oob": True, "can_change": can_change}).strip()]
 
 
-def render_state_update(container_id: str, removed: bool) -> str:
+def render_state_update(container_id: str, removed: bool, can_change: bool = True) -> str:
     row = None if removed else _load(container_id)
     if row is None:
         return (f'<section id="container-state-{container_id}" hx-swap-oob="true">'
                 f'<p>This container was removed.</p></section>')
-    return render_to_string("_container_state.html", {"row": row, "oob": True}).strip()
+    return render_to_string("_container_state.html", {"row": row, "oob": True, "can_change": can_change}).strip()
 
 
 class _AuthorisedConsumer(AsyncWebsocketConsumer):
@@ -74,6 +75,8 @@ class _AuthorisedConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close()
             return
+        # Pushed partials are rendered without a request: the page's role-dependent parts come from here.
+        self.can_change = await database_sync_to_async(roles.can_change)(user)
         self.group = self.group_name()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -91,7 +94,8 @@ class ContainerListConsumer(_AuthorisedConsumer):
 
     async def container_changed(self, event):
         view = list_view_of(self.scope.get("query_string", b""))
-        for message in await database_sync_to_async(render_list_update)(event["id"], event["removed"], view):
+        for message in await database_sync_to_async(render_list_update)(event["id"], event["removed"], view,
+                                                                            self.can_change):
             await self.send(text_data=message)
 
 
@@ -102,4 +106,5 @@ class ContainerConsumer(_AuthorisedConsumer):
         return groups.container_group(self.scope["url_route"]["kwargs"]["container_id"])
 
     async def container_changed(self, event):
-        await self.send(text_data=await database_sync_to_async(render_state_update)(event["id"], event["removed"]))
+        await self.send(text_data=await database_sync_to_async(render_state_update)(
+            event["id"], event["removed"], self.can_change))

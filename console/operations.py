@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from runtime.errors import BerthError
 
-from . import tasks
+from . import roles, tasks
 from .celery import host_queue
 from .models import Operation
 
@@ -47,7 +47,10 @@ def call(task, host: str, *args, extra_wait: float = 0):
 @contextmanager
 def operation(action: str, user, source: str, target=None, name: str = "",
               detail: dict | None = None):
-    """An Operation row, pending until the block ends: done, or failed with the error's message."""
+    """An Operation row, pending until the block ends: done, or failed with the error's message.
+
+    The user's role is checked first; a refusal is recorded as a failed operation and raised.
+    """
     if source not in dict(Operation.SOURCES):
         raise ValueError(f"unknown operation source {source!r}")
     operation = Operation.objects.create(
@@ -55,6 +58,7 @@ def operation(action: str, user, source: str, target=None, name: str = "",
         target_id=target.id if target else "", target_name=target.name if target else name, detail=detail or {},
     )
     try:
+        roles.check(user, action)
         yield operation
     except BaseException as error:
         Operation.objects.filter(pk=operation.pk).update(

@@ -1,0 +1,4 @@
+"""The events pages (to be filled in)."""
+
+urlpatterns = []
+websocket_urlpatterns = []

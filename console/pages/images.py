@@ -1,0 +1,4 @@
+"""The images pages (to be filled in)."""
+
+urlpatterns = []
+websocket_urlpatterns = []

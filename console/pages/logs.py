@@ -1,0 +1,4 @@
+"""The logs pages (to be filled in)."""
+
+urlpatterns = []
+websocket_urlpatterns = []

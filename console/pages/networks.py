@@ -1,0 +1,4 @@
+"""The networks pages (to be filled in)."""
+
+urlpatterns = []
+websocket_urlpatterns = []

@@ -1,0 +1,4 @@
+"""The run pages (to be filled in)."""
+
+urlpatterns = []
+websocket_urlpatterns = []

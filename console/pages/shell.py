@@ -1,0 +1,4 @@
+"""The shell pages (to be filled in)."""
+
+urlpatterns = []
+websocket_urlpatterns = []

@@ -1,0 +1,4 @@
+"""The stats pages (to be filled in)."""
+
+urlpatterns = []
+websocket_urlpatterns = []

@@ -1,0 +1,4 @@
+"""The volumes pages (to be filled in)."""
+
+urlpatterns = []
+websocket_urlpatterns = []
