@@ -18,9 +18,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from .audit import WebsocketOrigin  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": ASGIStaticFilesHandler(django_application),
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    # WebsocketOrigin: a consumer's changes (the shell) are audited with the client's address.
+    "websocket": AllowedHostsOriginValidator(WebsocketOrigin(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
 })

@@ -13,6 +13,7 @@ from django.http import QueryDict
 from django.template.loader import render_to_string
 
 from . import groups, roles
+from .context_processors import host_name
 from .models import Container
 from .views import container_row, containers_with_details
 
@@ -35,7 +36,7 @@ def _shown(container: Container, view: dict) -> bool:
 
 
 def render_list_update(container_id: str, removed: bool, view: dict | None = None,
-                       can_change: bool = True) -> list[str]:
+                       can_change: bool = True, page_host: str = "") -> list[str]:
     """The list's out-of-band updates: the row replaced, a new one put on top, or a removed one deleted.
 
     A row that no longer matches the page's filter leaves it. A just created
@@ -53,9 +54,10 @@ def render_list_update(container_id: str, removed: bool, view: dict | None = Non
     if row["container"].state == Container.STATE_CREATED and row["container"].started_at is None:
         if view["page"] not in ("", "1"):
             return [deleted]
-        html = render_to_string("_container_row.html", {"row": row, "can_change": can_change}).strip()
+        html = render_to_string("_container_row.html", {"row": row, "can_change": can_change, "page_host": page_host}).strip()
         return [deleted, f'<tbody hx-swap-oob="afterbegin:#containers-body">{html}</tbody>']
-    return [render_to_string("_container_row.html", {"row": row, "oob": True, "can_change": can_change}).strip()]
+    return [render_to_string("_container_row.html", {"row": row, "oob": True, "can_change": can_change,
+                                                    "page_host": page_host}).strip()]
 
 
 def render_state_update(container_id: str, removed: bool, can_change: bool = True) -> str:
@@ -77,6 +79,7 @@ class _AuthorisedConsumer(AsyncWebsocketConsumer):
             return
         # Pushed partials are rendered without a request: the page's role-dependent parts come from here.
         self.can_change = await database_sync_to_async(roles.can_change)(user)
+        self.page_host = host_name(dict(self.scope.get("headers", [])).get(b"host", b"").decode("latin-1"))
         self.group = self.group_name()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -94,8 +97,8 @@ class ContainerListConsumer(_AuthorisedConsumer):
 
     async def container_changed(self, event):
         view = list_view_of(self.scope.get("query_string", b""))
-        for message in await database_sync_to_async(render_list_update)(event["id"], event["removed"], view,
-                                                                            self.can_change):
+        for message in await database_sync_to_async(render_list_update)(
+                event["id"], event["removed"], view, self.can_change, self.page_host):
             await self.send(text_data=message)
 
 

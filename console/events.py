@@ -4,6 +4,9 @@ Event ``container.changed``: {"type": "container.changed", "id": ..., "state": .
 "exit_code": ..., "removed": bool}. Sent to the container's own group and to
 the list group; consumers render, the API's ``wait`` reads state and removed.
 A removed container's event carries the state and exit code it had last.
+
+Event ``network.changed``: {"type": "network.changed", "id": ..., "action": "create" | "remove" |
+"connect" | "disconnect", "container": id or ""}. Sent to the networks group (the topology page).
 """
 
 import logging
@@ -24,6 +27,14 @@ def container_changed(container_id: str, state: str, exit_code: int = 0, removed
     except Exception:
         # The row holds the truth already; a page that missed this reloads it.
         log.exception("could not publish %s of container %s", state, container_id)
+
+
+def network_changed(network_id: str, action: str, container_id: str = "") -> None:
+    event = {"type": "network.changed", "id": network_id, "action": action, "container": container_id}
+    try:
+        async_to_sync(_send)([groups.NETWORKS], event)
+    except Exception:
+        log.exception("could not publish %s of network %s", action, network_id)
 
 
 async def _send(group_names: list[str], event: dict) -> None:

@@ -2,6 +2,8 @@
 
 CONTAINERS = "containers"
 NETWORKS = "networks"
+# Every host's resource collector sends one message per tick here; list and container pages listen.
+STATS = "stats"
 
 
 def container_group(container_id: str) -> str:

@@ -245,6 +245,8 @@ class Operation(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     source = models.CharField(max_length=8, choices=SOURCES, default=SOURCE_SYSTEM)
+    # Where from: the client's address (web), the socket peer's "uid U pid P" (api), "" for the system.
+    origin = models.CharField(max_length=255, blank=True, db_index=True)
     action = models.CharField(max_length=32)  # "container.start"
     target_id = models.CharField(max_length=71, blank=True, db_index=True)
     target_name = models.CharField(max_length=255, blank=True)

@@ -31,7 +31,7 @@ from django.db.models import ProtectedError
 
 from runtime.errors import BerthError, Conflict, NotFound
 
-from . import ipam, tasks
+from . import events, ipam, tasks
 from .docker_config import Fields, container_network_target, invalid, port_requests
 from .errors import Forbidden
 from .models import Container, Endpoint, Network, PortMapping
@@ -169,6 +169,7 @@ def create_network(body, user=None, source: str = "api") -> Network:
         except BaseException:
             Network.objects.filter(pk=network.id).delete()
             raise
+    events.network_changed(network.id, "create")
     return network
 
 
@@ -253,6 +254,7 @@ def _remove(network: Network) -> None:
     except ProtectedError:
         raise in_use from None
     call(tasks.remove_network, settings.BERTH_HOST, network.id, network.bridge_name)
+    events.network_changed(network.id, "remove")
 
 
 def prune_networks(filters: dict | None = None, user=None, source: str = "api") -> list[str]:
@@ -466,6 +468,7 @@ def connect_container(network_ref: str, container: Container, endpoint_config: d
         except BaseException:
             Endpoint.objects.filter(pk=endpoint.pk).delete()
             raise
+    events.network_changed(network.id, "connect", container.id)
     return endpoint
 
 
@@ -480,6 +483,7 @@ def disconnect_container(network_ref: str, container: Container, force: bool = F
         if endpoint is None:
             raise Forbidden(f"container {container.id} is not connected to network {network.name}")
         call(tasks.disconnect_container, container.host, container.id, endpoint.endpoint_id)
+    events.network_changed(network.id, "disconnect", container.id)
 
 
 # --- the kernel, asked to match -------------------------------------------------------------------------

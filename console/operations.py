@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from runtime.errors import BerthError
 
-from . import roles, tasks
+from . import audit, roles, tasks
 from .celery import host_queue
 from .models import Operation
 
@@ -44,19 +44,31 @@ def call(task, host: str, *args, extra_wait: float = 0):
     return outcome.get("result")
 
 
+def require(user, action: str, source: str, target=None, name: str = "") -> None:
+    """Raise PermissionDenied, recorded as a failed operation, unless the user's role allows ``action``.
+
+    For pages that refuse before they validate; services check through ``operation``.
+    """
+    try:
+        roles.check(user, action)
+    except roles.PermissionDenied as error:
+        _record(action, user, source, target, name, None, state=Operation.STATE_FAILED, error=str(error),
+                finished=timezone.now())
+        raise
+
+
 @contextmanager
 def operation(action: str, user, source: str, target=None, name: str = "",
               detail: dict | None = None):
     """An Operation row, pending until the block ends: done, or failed with the error's message.
 
-    The user's role is checked first; a refusal is recorded as a failed operation and raised.
+    The user's role is checked first (``roles.MINIMUM_ROLE``); a refusal is recorded as a failed
+    operation and raised. The row says where the change came from (``audit.current_origin``):
+    the client's address for a page or a websocket, the peer's uid and pid for the API socket.
     """
     if source not in dict(Operation.SOURCES):
         raise ValueError(f"unknown operation source {source!r}")
-    operation = Operation.objects.create(
-        user=user if getattr(user, "is_authenticated", False) else None, source=source, action=action,
-        target_id=target.id if target else "", target_name=target.name if target else name, detail=detail or {},
-    )
+    operation = _record(action, user, source, target, name, detail)
     try:
         roles.check(user, action)
         yield operation
@@ -68,3 +80,12 @@ def operation(action: str, user, source: str, target=None, name: str = "",
     Operation.objects.filter(pk=operation.pk).update(
         state=Operation.STATE_DONE, finished=timezone.now(),
         target_id=operation.target_id, target_name=operation.target_name)
+
+
+def _record(action: str, user, source: str, target, name: str, detail: dict | None, **fields) -> Operation:
+    return Operation.objects.create(
+        user=user if getattr(user, "is_authenticated", False) else None, source=source, action=action,
+        origin="" if source == Operation.SOURCE_SYSTEM else audit.current_origin(),
+        target_id=target.id if target else "", target_name=target.name if target else name, detail=detail or {},
+        **fields,
+    )

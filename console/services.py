@@ -49,7 +49,7 @@ from runtime.errors import (
 from runtime.images import normalize_reference
 from runtime.names import random_name
 
-from . import links, network_services, tasks, volume_services
+from . import links, network_services, roles, tasks, volume_services
 from .errors import NetworkingFailed
 from .humanize import container_status
 from .docker_config import check_name, check_signal, invalid, merge_image_config, read_create_body
@@ -94,6 +94,7 @@ def create_container(body: dict, name: str | None = None, user=None, source: str
         plan = network_services.plan_container_network(config, host_config, networking_config, get_container)
         host_config["NetworkMode"] = plan.network_mode
         mounts = volume_services.plan_mounts(config, host_config, get_container)
+        roles.check_create(user, host_config, mounts, plan.network_mode, get_container)
         link_targets = links.check(host_config.get("Links"), get_container)
         new_volumes = [m.volume for m in mounts if m.volume and not Volume.objects.filter(name=m.volume).exists()]
         network_services.prepare(plan)
@@ -421,15 +422,6 @@ def describe_status(container: Container, now: datetime | None = None) -> str:
     """Docker's Status column: "Up 5 minutes", "Exited (3) 2 seconds ago", "Created"..."""
     return container_status(container.state, container.exit_code, container.started_at, container.finished_at,
                             now or timezone.now())
-
-
-def describe_ports(container: Container) -> str:
-    """Docker's Ports column: "0.0.0.0:8080->80/tcp, 443/tcp"."""
-    parts = []
-    for mapping in container.ports.all():
-        target = f"{mapping.container_port}/{mapping.protocol}"
-        parts.append(f"{mapping.host_ip}:{mapping.host_port}->{target}" if mapping.host_port else target)
-    return ", ".join(parts)
 
 
 # --- images ------------------------------------------------------------------------------------

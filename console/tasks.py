@@ -413,3 +413,22 @@ def reconcile_network() -> list[str]:
     dns_sync.notify()
     return removed
 
+
+# --- topology: the kernel's facts, for drift ---------------------------------------------
+
+
+@host_task()
+def inspect_network_state() -> dict:
+    """What the kernel has of this host's networking (``runtime.network.inspect``), as data: our
+    bridges, veths and port map elements, and the interfaces inside each bridge-mode container's namespace."""
+    import importlib
+
+    try:
+        inspect = importlib.import_module(f"{settings.BERTH_NETWORKING}.inspect")
+    except ImportError as error:
+        raise BerthError(f"the networking layer {settings.BERTH_NETWORKING} cannot be inspected: {error}") from None
+    # Only running containers are expected to be wired; a stopped one's namespace may be gone, rightly.
+    running = Container.objects.filter(host=settings.BERTH_HOST, state__in=(
+        Container.STATE_RUNNING, Container.STATE_PAUSED, Container.STATE_RESTARTING)).exclude(sandbox_key="")
+    paths = sorted({row.sandbox_key for row in running if networking.has_own_namespace(row)})
+    return inspect.kernel_facts(networking.get_networking(), paths)

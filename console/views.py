@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from runtime.errors import BerthError
 
-from . import services
+from . import logstream, roles, services
 from .dockerapi import shapes
 from .models import Container
 
@@ -50,7 +50,7 @@ def container_row(container: Container) -> dict:
         "container": container,
         "command": shlex.join([container.path, *container.args]) if container.path else "",
         "status": services.describe_status(container),
-        "ports": services.describe_ports(container),
+        "port_maps": list(container.ports.all()),
         "endpoints": list(container.endpoints.all()),
     }
 
@@ -66,18 +66,25 @@ def _is_htmx(request) -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-@login_required
-def container_list(request):
-    state = request.GET.get("state", "")
-    name = request.GET.get("name", "").strip()
-    containers = containers_with_details().order_by("-created")
+def list_page(containers, state: str, name: str, number):
+    """The list's page ``number`` of ``containers``: newest first, filtered by state and by name."""
+    containers = containers.order_by("-created")
     if state in dict(Container.STATES):
         containers = containers.filter(state=state)
     if name:
         containers = containers.filter(name__icontains=name)
-    page = Paginator(containers, PAGE_SIZE).get_page(request.GET.get("page"))
+    return Paginator(containers, PAGE_SIZE).get_page(number)
+
+
+@login_required
+def container_list(request):
+    state = request.GET.get("state", "")
+    name = request.GET.get("name", "").strip()
+    page = list_page(containers_with_details(), state, name, request.GET.get("page"))
+    from .pages.stats import with_figures  # here: console.pages.stats imports this module
+
     return render(request, "containers.html", {
-        "rows": [container_row(c) for c in page], "page": page, "states": Container.STATES,
+        "rows": with_figures([container_row(c) for c in page]), "page": page, "states": Container.STATES,
         "state": state, "name": name, "actions": list(ACTIONS),
     })
 
@@ -91,6 +98,7 @@ def container_detail(request, container_id):
         "mounts": list(container.mounts.select_related("volume")),
         "inspect": json.dumps(inspect, indent=2, sort_keys=True, default=str),
         "config": inspect["Config"], "host_config": inspect["HostConfig"],
+        "log": logstream.log_context(container.id),
     })
 
 
@@ -106,6 +114,8 @@ def container_action(request, container_id, action):
     try:
         service(container.id, user=request.user, source="web", **options)
         removed = action == "remove"
+    except roles.PermissionDenied as error:
+        return _refused(request, error)
     except BerthError as error:
         messages.error(request, f"{action} {container.name}: {error}")
     if not _is_htmx(request):
@@ -133,11 +143,24 @@ def container_bulk_action(request):
         try:
             service(container.id, user=request.user, source="web", **options)
             done += 1
+        except roles.PermissionDenied as error:
+            return _refused(request, error)
         except BerthError as error:
             messages.error(request, f"{action} {container.name}: {error}")
     if done:
         messages.success(request, f"{action}: {done} container{'s' if done != 1 else ''}.")
     return redirect(_next_url(request))
+
+
+def _refused(request, error: roles.PermissionDenied) -> HttpResponse:
+    """403 with the reason: as a page of its own, or (htmx) as the out-of-band message alone."""
+    messages.error(request, str(error))
+    if not _is_htmx(request):
+        return render(request, "refused.html", status=403)
+    # The message swaps in out of band; the row or state it was aimed at stays as it is.
+    response = render(request, "_action_response.html", {"row": None}, status=403)
+    response["HX-Reswap"] = "none"
+    return response
 
 
 def _action_partial(request, container_id: str, removed: bool):

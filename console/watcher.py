@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from runtime.errors import BerthError, NoSuchContainer
 
-from . import dns_sync, events, networking, state, volume_services
+from . import collector, dns_sync, events, networking, state, volume_services
 from .models import Container, Operation
 from .runtime_access import get_runtime
 
@@ -228,12 +228,14 @@ def on_worker_ready(sender=None, **kwargs) -> None:
     global _watcher
     _watcher = ExitWatcher(settings.BERTH_HOST)
     threading.Thread(target=_watcher.run, name="berth-exit-watcher", daemon=True).start()
+    collector.start(settings.BERTH_HOST)  # the host's one resource collector, in the same process
 
 
 @worker_shutdown.connect
 def on_worker_shutdown(sender=None, **kwargs) -> None:
     if _watcher is not None:
         _watcher.stop()
+    collector.stop()
 
 
 def _exit_files(directory) -> dict[str, tuple[int, int]]:

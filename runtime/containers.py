@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from tty import setraw  # by name: open_exec's tty= argument would shadow the module
 from typing import Iterator
 
 from . import logs, monitor
@@ -422,6 +423,9 @@ class Runtime:
         # exits with the command's code; its stdio must be a terminal it controls.
         master, slave = os.openpty()
         try:
+            # runc makes our side raw only once the command is starting: keys typed before would be
+            # echoed twice and a \r made \n.
+            setraw(slave)
             command = self.exec_command(reference, cmd, True, env, user, workdir)
             process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave,
                                        start_new_session=True, preexec_fn=_take_controlling_terminal)

@@ -9,6 +9,7 @@ runtime's state root, read-only except where noted.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -114,9 +115,14 @@ class DockerAPI:
         return path
 
     async def sync(self, fn, *args, **kwargs):
-        """``fn(*args, **kwargs)`` in a worker thread, with Django's connection hygiene around it."""
+        """``fn(*args, **kwargs)`` in a worker thread, with Django's connection hygiene around it.
+
+        In a copy of the caller's context, as ``asyncio.to_thread`` does: the audit's origin (the
+        connection's peer, ``console.audit``) reaches the services.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(_with_fresh_connections, fn, args, kwargs))
+        return await loop.run_in_executor(self.executor, contextvars.copy_context().run,
+                                          functools.partial(_with_fresh_connections, fn, args, kwargs))
 
     def spawn(self, coroutine) -> asyncio.Future:
         """Run ``coroutine`` on its own, outliving the request (asyncio only keeps weak references)."""

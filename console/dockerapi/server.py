@@ -23,12 +23,14 @@ import re
 import select
 import socket
 import stat
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
+from .. import audit
 from .errors import HTTPError, bad_request, status_of
 
 log = logging.getLogger("berth.dockerapi")
@@ -623,10 +625,30 @@ def answers(path: Path) -> bool:
         probe.close()
 
 
+def peer_credentials(writer: asyncio.StreamWriter) -> tuple[int, int] | None:
+    """(uid, pid) of the process at the other end of a unix socket connection (SO_PEERCRED), if known."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                             struct.calcsize("3i")))
+    except OSError:
+        return None
+    return uid, pid
+
+
 async def serve(router: Router, sock: socket.socket) -> asyncio.AbstractServer:
-    """Start accepting on ``sock``; each connection is served by its own task."""
+    """Start accepting on ``sock``; each connection is served by its own task.
+
+    The socket carries no user: whoever can open it may do anything (as with
+    Docker's). What it did is audited as the peer's uid and pid, read once per
+    connection from the kernel, so a client cannot claim another's.
+    """
 
     async def on_connection(reader, writer):
-        await Connection(reader, writer, router).serve()
+        peer = peer_credentials(writer)
+        with audit.origin(audit.peer_origin(*peer) if peer else "docker API"):
+            await Connection(reader, writer, router).serve()
 
     return await asyncio.start_unix_server(on_connection, sock=sock, limit=MAX_HEAD)

@@ -5,4 +5,4 @@ Each module holds its views and its ``urlpatterns`` (included by
 ``console.routing``). Views stay thin: rules live in the services.
 """
 
-AREAS = ["run", "logs", "shell", "stats", "images", "networks", "volumes", "events"]
+AREAS = ["run", "logs", "shell", "stats", "images", "networks", "volumes", "events", "topology", "users"]

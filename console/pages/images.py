@@ -1,4 +1,235 @@
-"""The images pages (to be filled in)."""
+"""The images page: the local images, import of a rootfs tar, load of an archive, tag and remove.
 
-urlpatterns = []
+Uploads are streamed to a temporary file by Django's upload handler (never
+held in memory) and handed to the services as a file object, which copy it
+where the host's worker reads it. The upload forms post with htmx too, so
+the browser can show a progress bar (``htmx:xhr:progress``); without
+JavaScript they are plain multipart forms.
+"""
+
+from functools import wraps
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
+from django.db.models import Count
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
+
+from runtime.errors import BerthError, InvalidValue
+
+from .. import operations, roles, services
+from ..humanize import human_duration
+from ..models import Container, Image
+
+
+class ImportForm(forms.Form):
+    archive = forms.FileField(label="Rootfs tar")
+    reference = forms.CharField(label="Reference (repository[:tag])", required=False)
+    changes = forms.CharField(label="Changes (one Dockerfile instruction per line, e.g. CMD [\"/bin/sh\"])",
+                              required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class LoadForm(forms.Form):
+    archive = forms.FileField(label="Archive (docker save or OCI tar)")
+
+
+class TagForm(forms.Form):
+    reference = forms.CharField(label="New tag", widget=forms.TextInput(attrs={"placeholder": "repository[:tag]"}))
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _tag_form(image: Image, data=None) -> TagForm:
+    # Every row has its own tag form: ids of their own, so each label and error belongs to its row.
+    return TagForm(data, auto_id=f"id_tag_{_short(image.id)}_%s")
+
+
+def _get_image(image_id: str) -> Image:
+    image = Image.objects.filter(pk=image_id).first()
+    if image is None:
+        raise Http404("No such image")
+    return image
+
+
+def _image_rows(tag_form_of: dict | None = None) -> list[dict]:
+    """What each row of the list shows; ``tag_form_of`` holds a bound tag form for the row it failed on."""
+    used = dict(Container.objects.filter(image__isnull=False).values_list("image").annotate(n=Count("id")))
+    now = timezone.now()
+    return [{
+        "image": image,
+        "tags": [tag.name for tag in image.tags.all()],
+        "short_id": _short(image.id),
+        "created_ago": human_duration((now - image.created).total_seconds()) + " ago",
+        "containers": used.get(image.id, 0),
+        "tag_form": (tag_form_of or {}).get(image.id) or _tag_form(image),
+    } for image in services.list_images()]
+
+
+def _render_list(request, import_form=None, load_form=None, tag_form_of=None, status=200):
+    return render(request, "images.html", {
+        "rows": _image_rows(tag_form_of),
+        "import_form": import_form or ImportForm(prefix="import"),
+        "load_form": load_form or LoadForm(prefix="load"),
+    }, status=status)
+
+
+def _refused(request, error: roles.PermissionDenied):
+    messages.error(request, str(error))
+    return _render_list(request, status=403)
+
+
+def _refusal(request, action: str, name: str = ""):
+    """A 403 (recorded as a failed operation) when the user may not do ``action`` whatever the input; else None."""
+    try:
+        operations.require(request.user, action, "web", name=name)
+    except roles.PermissionDenied as error:
+        return _refused(request, error)
+    return None
+
+
+def _is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _done(request):
+    """After a successful upload: the list again (htmx is told to go there, a plain form is redirected)."""
+    if _is_htmx(request):
+        response = HttpResponse()
+        response["HX-Redirect"] = reverse("image-list")
+        return response
+    return redirect("image-list")
+
+
+@login_required
+def image_list(request):
+    return _render_list(request)
+
+
+def streamed_upload(view):
+    """Uploads go to a temporary file, never into memory; CSRF is checked once that is set up.
+
+    The CSRF middleware reads the body before the view could change the
+    upload handlers, so it is skipped here and the same check runs inside.
+    """
+    protected = csrf_protect(view)
+
+    @wraps(view)
+    @csrf_exempt
+    @login_required
+    @require_POST
+    def wrapper(request):
+        request.upload_handlers = [TemporaryFileUploadHandler(request)]
+        return protected(request)
+
+    return wrapper
+
+
+@streamed_upload
+def image_import(request):
+    if refused := _refusal(request, "image.import", request.POST.get("import-reference", "")):
+        return refused
+    form = ImportForm(request.POST, request.FILES, prefix="import")
+    if form.is_valid():
+        changes = [line.strip() for line in form.cleaned_data["changes"].splitlines() if line.strip()]
+        try:
+            with form.cleaned_data["archive"].open("rb") as archive:
+                image = services.import_image(archive, form.cleaned_data["reference"].strip() or None, changes,
+                                              user=request.user, source="web")
+        except roles.PermissionDenied as error:
+            return _refused(request, error)
+        except InvalidValue as error:
+            form.add_error("reference" if error.field == "reference" else "archive", str(error))
+        except BerthError as error:
+            form.add_error("archive", str(error))
+        else:
+            messages.success(request, f"Imported {image.id}.")
+            return _done(request)
+    if _is_htmx(request):
+        return render(request, "_image_import_form.html", {"import_form": form})
+    return _render_list(request, import_form=form)
+
+
+@streamed_upload
+def image_load(request):
+    if refused := _refusal(request, "image.load"):
+        return refused
+    form = LoadForm(request.POST, request.FILES, prefix="load")
+    if form.is_valid():
+        try:
+            with form.cleaned_data["archive"].open("rb") as archive:
+                images = services.load_images(archive, user=request.user, source="web")
+        except roles.PermissionDenied as error:
+            return _refused(request, error)
+        except BerthError as error:
+            form.add_error("archive", str(error))
+        else:
+            for image in images:
+                names = ", ".join(tag.name for tag in image.tags.all())
+                messages.success(request, f"Loaded image: {names}" if names else f"Loaded image ID: {image.id}")
+            return _done(request)
+    if _is_htmx(request):
+        return render(request, "_image_load_form.html", {"load_form": form})
+    return _render_list(request, load_form=form)
+
+
+@login_required
+@require_POST
+def image_tag(request, image_id):
+    image = _get_image(image_id)
+    if refused := _refusal(request, "image.tag", request.POST.get("reference", "")):
+        return refused
+    form = _tag_form(image, request.POST)
+    if form.is_valid():
+        reference = form.cleaned_data["reference"].strip()
+        try:
+            services.tag_image(image.id, reference, user=request.user, source="web")
+        except roles.PermissionDenied as error:
+            return _refused(request, error)
+        except BerthError as error:
+            form.add_error("reference", str(error))
+        else:
+            messages.success(request, f"Tagged {_short(image.id)} as {reference}.")
+            return redirect("image-list")
+    return _render_list(request, tag_form_of={image.id: form})
+
+
+@login_required
+@require_POST
+def image_remove(request, image_id):
+    image = _get_image(image_id)
+    tags = list(image.tags.values_list("name", flat=True))
+    # A tag of it is removed as `docker rmi name:tag` does (untagged; the image goes with its last tag),
+    # anything else means the image itself, by id.
+    reference = request.POST.get("reference") if request.POST.get("reference") in tags else image.id
+    if refused := _refusal(request, "image.remove", reference):
+        return refused
+    try:
+        removed = services.remove_image(reference, force=request.POST.get("force") == "on",
+                                        user=request.user, source="web")
+    except roles.PermissionDenied as error:
+        return _refused(request, error)
+    except BerthError as error:
+        messages.error(request, str(error))
+    else:
+        for line in removed:
+            for kind, value in line.items():
+                messages.success(request, f"{kind}: {value}")
+    return redirect("image-list")
+
+
+urlpatterns = [
+    path("images/", image_list, name="image-list"),
+    path("images/import/", image_import, name="image-import"),
+    path("images/load/", image_load, name="image-load"),
+    path("images/<str:image_id>/tag/", image_tag, name="image-tag"),
+    path("images/<str:image_id>/remove/", image_remove, name="image-remove"),
+]
 websocket_urlpatterns = []

@@ -6,6 +6,7 @@ services and tasks are tested against the real runtime without a worker;
 the live tests (tests/live.py) do the same through a real worker.
 """
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -92,10 +93,25 @@ def busybox(host):
     """busybox:latest on record, as the set-up's syncimages leaves it."""
     from console import services
 
+    tags_before = _tags(host)
     services.sync_images()
-    return services.get_image("busybox")
+    yield services.get_image("busybox")
+    for tag in _tags(host) - tags_before:  # the store outlives the test: its tags must not
+        host.images.untag(tag)
+
+
+def _tags(engine: Runtime) -> set[str]:
+    return {tag for image in engine.images.list() for tag in image.repo_tags}
 
 
 @pytest.fixture
 def admin(db):
     return get_user_model().objects.create_user("alice", password="s3cret-pass", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def predefined_networks(transactional_db):
+    """bridge, host and none, as the migration makes them: a transactional test's flush removed them."""
+    from django.apps import apps
+
+    importlib.import_module("console.migrations.0002_predefined_networks").create_networks(apps, None)

@@ -111,6 +111,12 @@ def test_the_list_shows_ports_and_networks(client, admin, many):
     assert "0.0.0.0:20059-&gt;80/tcp" in page and "front 10.9.0.61/16" in page
 
 
+def test_a_published_port_links_to_where_the_browser_reaches_this_host(client, admin, many):
+    client.force_login(admin)
+    page = client.get("/", HTTP_HOST="localhost:8000").content.decode()
+    assert '<a href="http://localhost:20059/"' in page
+
+
 def test_the_list_is_newest_first_and_paginated(client, admin, many):
     client.force_login(admin)
     first = client.get("/").content.decode()

@@ -1,8 +1,8 @@
 """``top`` and ``stats``: what the kernel says about a container's processes.
 
 Both read the container's cgroup, ``/sys/fs/cgroup/<controller>/<parent>/<id>``
-(cgroup v1, as on Berth's hosts): ``cgroup.procs`` lists its processes,
-``cpuacct.*``, ``memory.*``, ``pids.*`` and ``blkio.*`` its usage. ``top``
+(cgroup v1, as on Berth's hosts, through ``runtime.cgroups``): ``cgroup.procs``
+lists its processes, ``cpuacct.*``, ``memory.*``, ``pids.*`` and ``blkio.*`` its usage. ``top``
 runs the host's ``ps`` with the client's arguments and keeps the rows of
 those PIDs, as moby does; network counters come from ``/proc/<pid 1>/net/dev``.
 """
@@ -16,7 +16,8 @@ import shlex
 import subprocess
 import time
 from datetime import datetime, timezone
-from pathlib import Path
+
+from runtime import cgroups
 
 from .. import local
 from ..errors import HTTPError, bad_request, conflict
@@ -26,8 +27,7 @@ from ..server import json_response
 from ..shapes import RUNNING_STATES
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-_NS = 1_000_000_000
-UNLIMITED = (1 << 64) - 1
+_NS = cgroups.NS_PER_SECOND
 
 
 # --- top ------------------------------------------------------------------------------------
@@ -86,61 +86,11 @@ async def top(api, request):
 # --- stats ------------------------------------------------------------------------------------
 
 
-def _read(path: Path, default: str = "") -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return default
-
-
-def _number(path: Path) -> int:
-    text = _read(path).strip()
-    if text == "max":
-        return UNLIMITED
-    try:
-        return int(text)
-    except ValueError:
-        return 0
-
-
-def _pairs(path: Path) -> dict[str, int]:
-    result = {}
-    for line in _read(path).splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            result[parts[0]] = int(parts[1])
-    return result
-
-
-def _system_cpu_ns() -> int:
-    for line in _read(Path("/proc/stat")).splitlines():
-        if line.startswith("cpu "):
-            return sum(int(v) for v in line.split()[1:8]) * _NS // _TICKS
-    return 0
-
-
-def _mem_total() -> int:
-    for line in _read(Path("/proc/meminfo")).splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _blkio(path: Path) -> list[dict]:
-    entries = []
-    for line in _read(path).splitlines():
-        parts = line.split()
-        if len(parts) == 3 and ":" in parts[0]:
-            major, _, minor = parts[0].partition(":")
-            entries.append({"major": int(major), "minor": int(minor), "op": parts[1], "value": int(parts[2])})
-    return entries
-
-
 def _networks(pid: int) -> dict | None:
     if not pid:
         return None
     result = {}
-    for line in _read(Path(f"/proc/{pid}/net/dev")).splitlines()[2:]:
+    for line in cgroups.read(f"/proc/{pid}/net/dev").decode(errors="replace").splitlines()[2:]:
         name, _, counters = line.partition(":")
         name = name.strip()
         values = counters.split()
@@ -170,42 +120,42 @@ def sample(runtime, container_id: str, name: str, pid: int, running: bool) -> di
             "memory_stats": {}}
     if not running:
         return base
-    cg = lambda controller: local.cgroup_dir(runtime, container_id, controller)  # noqa: E731
+    cg = lambda controller: cgroups.directory(runtime.state.cgroup_parent, container_id, controller)  # noqa: E731
     cpuacct = cg("cpuacct")
-    ticks = _pairs(cpuacct / "cpuacct.stat")
-    percpu = [int(v) for v in _read(cpuacct / "cpuacct.usage_percpu").split()]
-    throttle = _pairs(cg("cpu") / "cpu.stat")
+    ticks = cgroups.pairs(cpuacct + "/cpuacct.stat")
+    percpu = [int(v) for v in cgroups.read(cpuacct + "/cpuacct.usage_percpu").split()]
+    throttle = cgroups.pairs(cg("cpu") + "/cpu.stat")
     memory = cg("memory")
-    limit = _number(memory / "memory.limit_in_bytes")
-    total = _mem_total()
-    pids_limit = _number(cg("pids") / "pids.max")
+    limit = cgroups.number(memory + "/memory.limit_in_bytes")
+    total = cgroups.host_memory()
+    pids_limit = cgroups.number(cg("pids") + "/pids.max")
     base.update({
         "read": rfc3339(datetime.now(timezone.utc)),
-        "pids_stats": {"current": _number(cg("pids") / "pids.current"),
+        "pids_stats": {"current": cgroups.number(cg("pids") + "/pids.current"),
                        **({"limit": pids_limit} if pids_limit else {})},
         "cpu_stats": {
             "cpu_usage": {
-                "total_usage": _number(cpuacct / "cpuacct.usage"),
+                "total_usage": cgroups.number(cpuacct + "/cpuacct.usage"),
                 "percpu_usage": percpu or None,
                 "usage_in_kernelmode": ticks.get("system", 0) * _NS // _TICKS,
                 "usage_in_usermode": ticks.get("user", 0) * _NS // _TICKS,
             },
-            "system_cpu_usage": _system_cpu_ns(),
+            "system_cpu_usage": cgroups.host_cpu().total_ns,
             "online_cpus": len(percpu) or os.cpu_count() or 1,
             "throttling_data": {"periods": throttle.get("nr_periods", 0),
                                 "throttled_periods": throttle.get("nr_throttled", 0),
                                 "throttled_time": throttle.get("throttled_time", 0)},
         },
         "memory_stats": {
-            "usage": _number(memory / "memory.usage_in_bytes"),
-            "max_usage": _number(memory / "memory.max_usage_in_bytes"),
-            "stats": _pairs(memory / "memory.stat"),
-            "failcnt": _number(memory / "memory.failcnt"),
+            "usage": cgroups.number(memory + "/memory.usage_in_bytes"),
+            "max_usage": cgroups.number(memory + "/memory.max_usage_in_bytes"),
+            "stats": cgroups.pairs(memory + "/memory.stat"),
+            "failcnt": cgroups.number(memory + "/memory.failcnt"),
             "limit": min(limit, total) if total else limit,
         },
     })
-    base["blkio_stats"]["io_service_bytes_recursive"] = _blkio(cg("blkio") / "blkio.throttle.io_service_bytes")
-    base["blkio_stats"]["io_serviced_recursive"] = _blkio(cg("blkio") / "blkio.throttle.io_serviced")
+    base["blkio_stats"]["io_service_bytes_recursive"] = cgroups.blkio(cg("blkio") + "/blkio.throttle.io_service_bytes")
+    base["blkio_stats"]["io_serviced_recursive"] = cgroups.blkio(cg("blkio") + "/blkio.throttle.io_serviced")
     networks = _networks(pid)
     if networks is not None:
         base["networks"] = networks
