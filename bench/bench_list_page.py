@@ -7,7 +7,8 @@ SQLite file of its own with 50 and then 2,000 containers (each with a
 published port and an endpoint on a network), and reports the medians and
 their ratio; the target is 300 ms at 2,000.
 
-No runtime, no worker: only rows. Run:  .venv/bin/python -m bench.bench_list_page [--runs 30]
+No runtime, no worker: only rows, and a Redis of its own (the page reads the latest resource
+samples from it, as in production). Run:  .venv/bin/python -m bench.bench_list_page [--runs 30]
 """
 
 from __future__ import annotations
@@ -17,12 +18,28 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
+from .common import RESULTS, exclusive
+
 LEVELS = (50, 2000)
+
+
+def start_redis(directory: Path) -> subprocess.Popen:
+    """A Redis of this benchmark's own on a free port, its URL in REDIS_URL."""
+    from .bench_log_latency import free_port, wait_for_port
+
+    port = free_port()
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(directory)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process)
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    return process
 
 
 def configure(directory: Path) -> None:
@@ -72,8 +89,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
+    with exclusive():
+        results = measure(args.runs)
+    print(f"{'page':<12} " + " ".join(f"{level:>10}" for level in LEVELS) + "   ratio")
+    for page in results[LEVELS[0]]:
+        values = [results[level][page] for level in LEVELS]
+        print(f"{page:<12} " + " ".join(f"{v * 1000:>8.1f}ms" for v in values) + f"   {values[-1] / values[0]:.2f}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "list_page.json").write_text(json.dumps(
+        {str(level): {k: round(v * 1000, 2) for k, v in r.items()} for level, r in results.items()}, indent=2) + "\n")
+
+
+def measure(runs: int) -> dict:
+    """Seconds (median) of each page at each level of containers on record."""
     directory = Path(tempfile.mkdtemp(prefix="berth-bench-list-"))
+    redis = None
     try:
+        redis = start_redis(directory)
         configure(directory)
         from django.contrib.auth import get_user_model
         from django.test import Client
@@ -83,15 +115,14 @@ def main() -> None:
         results = {}
         for level in LEVELS:
             fill(level)
-            results[level] = {"first page": time_page(client, "/", args.runs),
-                              "name filter": time_page(client, "/?name=bench-1", args.runs),
-                              "last page": time_page(client, f"/?page={level // 50}", args.runs)}
-        print(f"{'page':<12} " + " ".join(f"{level:>10}" for level in LEVELS) + "   ratio")
-        for page in results[LEVELS[0]]:
-            values = [results[level][page] for level in LEVELS]
-            print(f"{page:<12} " + " ".join(f"{v * 1000:>8.1f}ms" for v in values) + f"   {values[-1] / values[0]:.2f}")
-        print(json.dumps({str(level): {k: round(v * 1000, 2) for k, v in r.items()} for level, r in results.items()}))
+            results[level] = {"first page": time_page(client, "/", runs),
+                              "name filter": time_page(client, "/?name=bench-1", runs),
+                              "last page": time_page(client, f"/?page={level // 50}", runs)}
+        return results
     finally:
+        if redis is not None:
+            redis.terminate()
+            redis.wait(10)
         shutil.rmtree(directory, ignore_errors=True)
 
 

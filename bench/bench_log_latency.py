@@ -49,10 +49,9 @@ import threading
 import time
 from pathlib import Path
 
-from .common import remove_engine
+from .common import RESULTS, exclusive, remove_engine
 
 PROJECT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 LINE = re.compile(r'data-t="(\d+)" data-ts="[^"]*">([^<]*)</div>')
 
 
@@ -404,14 +403,15 @@ def main() -> None:
     parser.add_argument("--page-lines", type=int, default=1_000_000)
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
-    stack = Stack().start()
-    try:
-        cookie = stack.session_cookie()
-        latency = bench_latency(stack, cookie, args.lines, args.interval_ms)
-        flood = bench_throughput(stack, cookie, args.flood)
-        page = None if args.no_browser else bench_page(stack, cookie, args.page_lines)
-    finally:
-        stack.stop()
+    with exclusive():
+        stack = Stack().start()
+        try:
+            cookie = stack.session_cookie()
+            latency = bench_latency(stack, cookie, args.lines, args.interval_ms)
+            flood = bench_throughput(stack, cookie, args.flood)
+            page = None if args.no_browser else bench_page(stack, cookie, args.page_lines)
+        finally:
+            stack.stop()
     print_table(latency, flood, page)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "log_latency.json").write_text(json.dumps({"latency": latency, "throughput": flood, "page": page},

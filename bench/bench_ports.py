@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runtime import ContainerSpec, NetworkSpec, Runtime, StateRoot
 from runtime.baseimage import build_busybox
-from .common import remove_engine
+from .common import RESULTS, exclusive, remove_engine
 from runtime.network import BridgeSpec, EndpointSpec, Networking, PortSpec
 
 SUBNET, GATEWAY, PREFIX = "172.31.240.0/20", "172.31.240.1", 20
@@ -72,6 +72,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     options = parser.parse_args()
+    with exclusive():
+        results, proxies = measure(options.runs)
+    report(results, proxies)
+
+
+def measure(runs: int) -> tuple[dict, int]:
+    """Median create + start by ports already published, and the listeners on the filler ports."""
     tag = secrets.token_hex(3)
     state = StateRoot(Path("/tmp") / f"berth-bench-{tag}", f"berth-bench-{tag}")
     engine = Runtime(state)
@@ -85,7 +92,7 @@ def main() -> None:
         published = 0
         for level in LEVELS:
             published = filler_ports(networking, level, published)
-            timings = [one_container(engine, networking, bridge, i, 40000 + i) for i in range(options.runs)]
+            timings = [one_container(engine, networking, bridge, i, 40000 + i) for i in range(runs)]
             results[level] = statistics.median(timings)
         proxies = listeners_on(range(FIRST_FILLER_PORT, FIRST_FILLER_PORT + published))
     finally:
@@ -95,15 +102,18 @@ def main() -> None:
         networking.remove_bridge(bridge)
         networking.teardown()
         remove_engine(engine)
+    return results, proxies
+
+
+def report(results: dict, proxies: int) -> None:
     ratio = results[LEVELS[-1]] / results[LEVELS[0]]
     print(f"{'ports already published':26}{'create+start, one port (median)':>34}")
     for level in LEVELS:
         print(f"{level:<26}{results[level] * 1000:>31.1f} ms")
     print(f"ratio {LEVELS[-1]}/{LEVELS[0]}: {ratio:.2f} (target <= 1.1)")
     print(f"listening sockets (proxies) for {LEVELS[-1]} published ports: {proxies} (Docker: one docker-proxy per port)")
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ports.json").write_text(json.dumps({
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ports.json").write_text(json.dumps({
         "median_s_by_published": results, "ratio": ratio,
         "proxy_listeners": proxies}, indent=2) + "\n")
 

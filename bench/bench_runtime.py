@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runtime import ContainerSpec, Runtime, StateRoot
 from runtime.baseimage import build_busybox
-from .common import remove_engine
+from .common import RESULTS, exclusive, remove_engine
 
 
 def memory_of(pid: int) -> tuple[int, int]:
@@ -87,14 +87,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     options = parser.parse_args()
     state = StateRoot(Path("/tmp") / f"berth-bench-{secrets.token_hex(4)}", f"berth-bench-{secrets.token_hex(4)}")
-    engine = Runtime(state)
-    try:
-        build_busybox(engine.images)
-        memory = bench_memory(engine, options.containers)
-        berth = bench_run_true(engine, options.runs)
-        floor = bench_runc_floor(engine, options.runs)
-    finally:
-        remove_engine(engine)
+    with exclusive():
+        engine = Runtime(state)
+        try:
+            build_busybox(engine.images)
+            memory = bench_memory(engine, options.containers)
+            berth = bench_run_true(engine, options.runs)
+            floor = bench_runc_floor(engine, options.runs)
+        finally:
+            remove_engine(engine)
     results = {
         "memory_per_container": memory | {"target_mb": 2.0, "docker_containerd_shim_mb": 13.2},
         "create_start_wait_true": {"berth_median_s": berth["median_s"], "runc_run_median_s": floor["median_s"],
@@ -106,9 +107,8 @@ def main() -> None:
     print(f"{'create+start+wait true, Berth (s, median)':44} {berth['median_s']:10.4f}")
     print(f"{'runc run of a prepared bundle (s, median)':44} {floor['median_s']:10.4f}")
     print(f"{'ratio Berth / runc':44} {berth['median_s'] / floor['median_s']:10.2f}")
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "runtime.json").write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "runtime.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -276,11 +276,8 @@ def tear_down(row: Container) -> None:
         return
     net = get_networking()
     with network_lock(row.id):
-        net.unpublish(row.id)
-        for endpoint in endpoints:
-            net.detach(endpoint.endpoint_id)
-        if has_own_namespace(row) or row.sandbox_key:
-            net.remove_netns(row.id)
+        net.release(row.id, [endpoint.endpoint_id for endpoint in endpoints],
+                    netns=bool(has_own_namespace(row) or row.sandbox_key))
         PortMapping.objects.filter(container_id=row.id).update(host_port=None)
     (locks_dir() / f"{row.id}.net").unlink(missing_ok=True)
 

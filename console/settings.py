@@ -98,10 +98,12 @@ TEMPLATES = [
     },
 ]
 
+_DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BERTH_ROOT / 'berth.sqlite3'}")
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BERTH_ROOT / 'berth.sqlite3'}"),
-        conn_max_age=envint("BERTH_DB_CONN_MAX_AGE", 0),
+        _DATABASE_URL,
+        # SQLite: keep each thread's connection (a new one costs its PRAGMAs, a few ms on every API call and task).
+        conn_max_age=envint("BERTH_DB_CONN_MAX_AGE", 600 if _DATABASE_URL.startswith("sqlite:") else 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

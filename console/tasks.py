@@ -230,15 +230,18 @@ def unpause_container(container_id: str) -> None:
 
 @host_task()
 def remove_container(container_id: str, force: bool = False, volumes: bool = False) -> None:
-    try:
-        get_runtime().remove(container_id, force=force)
-    except NoSuchContainer:
-        pass  # removed already: a duplicate, or gone while nobody watched
     row = Container.objects.filter(pk=container_id).first()
     named = dns_sync.is_named(container_id)
     anonymous = volume_services.anonymous_volumes_of(container_id) if volumes else []
-    if row is not None:
-        networking.tear_down(row)
+    if row is not None and force:
+        watcher.remove_with_network(row)  # both at once: rm -f waits for the slower, not the sum
+    else:
+        try:
+            get_runtime().remove(container_id, force=force)
+        except NoSuchContainer:
+            pass  # removed already: a duplicate, or gone while nobody watched
+        if row is not None:
+            networking.tear_down(row)
     state.forget(container_id)
     volume_services.release_anonymous_volumes(anonymous)
     dns_sync.notify_for(container_id, named)

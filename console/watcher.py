@@ -141,11 +141,7 @@ def remove_after_exit(row: Container) -> None:
                                          target_id=row.id, target_name=row.name, state=Operation.STATE_RUNNING,
                                          detail={"reason": "AutoRemove"})
     try:
-        try:
-            get_runtime().remove(row.id, force=True)
-        except NoSuchContainer:
-            pass
-        networking.tear_down(row)
+        remove_with_network(row)
     except BerthError as error:
         Container.objects.filter(pk=row.id).update(state=row.state)
         Operation.objects.filter(pk=operation.pk).update(state=Operation.STATE_FAILED, error=str(error),
@@ -155,6 +151,30 @@ def remove_after_exit(row: Container) -> None:
     volume_services.release_anonymous_volumes(anonymous)
     dns_sync.notify_for(row.id, named)
     Operation.objects.filter(pk=operation.pk).update(state=Operation.STATE_DONE, finished=timezone.now())
+
+
+def remove_with_network(row: Container) -> None:
+    """Force-remove the runtime's container while its network is torn down: both mostly wait for the
+    kernel (PID 1's death, the overlay's unmount; the veths' deletion, the port map's transaction),
+    and neither needs the other. The runtime's part runs in a thread (it touches no database)."""
+    failure: list[BaseException] = []
+
+    def remove_from_runtime() -> None:
+        try:
+            get_runtime().remove(row.id, force=True)
+        except NoSuchContainer:
+            pass
+        except BaseException as error:  # raised in the caller's thread below
+            failure.append(error)
+
+    removing = threading.Thread(target=remove_from_runtime, name="berth-remove")
+    removing.start()
+    try:
+        networking.tear_down(row)
+    finally:
+        removing.join()
+    if failure:
+        raise failure[0]
 
 
 # --- reconcile ------------------------------------------------------------------

@@ -5,7 +5,7 @@ The recipe of ``create`` + ``start``, top to bottom::
     image layers ──overlay──> <id>/rootfs   (upper: <id>/upper, a fresh container layer)
     <id>/hosts, hostname, resolv.conf        (bind-mounted over /etc/...)
     <id>/config.json                         (the OCI bundle)
-    conmon ──runc create──> PID 1 ──runc start──> exec of the command
+    conmon ──runc create──> PID 1 ──exec fifo read (runc start)──> exec of the command
     exits/<id>                               (PID 1's exit code, written by conmon)
 
 Every object is named from the container id, so ``remove`` and ``gc`` find
@@ -245,7 +245,7 @@ class Runtime:
             )
             # Before runc start lets PID 1 run: a quick exit must not finish before it started.
             started_at = _now()
-            self.runc.start(container.id)
+            self.runc.start(container.id, pid)
         except (StartFailed, RuncError) as failure:
             self._record_failed_start(container, failure)
             raise
@@ -583,6 +583,10 @@ class Runtime:
             finished = exit_file.stat().st_mtime
         except (FileNotFoundError, ValueError):
             return
+        if container.state.started_at:
+            # File times come from the kernel's coarse clock (up to a tick behind): a PID 1 that exits
+            # within a millisecond of its start must not seem to finish before it started.
+            finished = max(finished, datetime.fromisoformat(container.state.started_at).timestamp())
         self._finish(container, code, _rfc3339(finished), "")
 
     def _record_lost(self, container: Container) -> None:
@@ -845,7 +849,7 @@ def _write_json(path: Path, data) -> None:
     temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temporary, "w") as out:
-            json.dump(data, out)
+            out.write(json.dumps(data))  # one write; json.dump writes chunk by chunk
         os.replace(temporary, path)
     except BaseException:
         _remove(temporary)

@@ -9,7 +9,7 @@ so containers outlive every Berth process; about 1-2 MB resident.
 
     berth ──spawn──> conmon ──runc create──> PID 1 (waits on exec fifo)
       │  <── sync pipe {"data": pid} ──┘
-      └──runc start──> PID 1 execs the command; conmon logs it, writes exits/<id>
+      └──reads runc's exec fifo (runc start)──> PID 1 execs the command; conmon logs it, writes exits/<id>
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ the source of truth when every Berth process has restarted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 
@@ -145,18 +146,31 @@ class Container:
 
 def from_dict(cls, data):
     """Build a (nested) dataclass from plain data, ignoring unknown keys so old records still load."""
-    hints = typing.get_type_hints(cls)
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
+    for name, nested, item in _fields(cls):
+        if name not in data:
             continue
-        value = data[f.name]
-        hint = hints[f.name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value)
-        elif typing.get_origin(hint) is list:
-            (item,) = typing.get_args(hint) or (None,)
-            if dataclasses.is_dataclass(item):
-                value = [from_dict(item, v) for v in value]
-        kwargs[f.name] = value
+        value = data[name]
+        if nested is not None and isinstance(value, dict):
+            value = from_dict(nested, value)
+        elif item is not None:
+            value = [from_dict(item, v) for v in value]
+        kwargs[name] = value
     return cls(**kwargs)
+
+
+@functools.cache
+def _fields(cls) -> tuple[tuple[str, type | None, type | None], ...]:
+    """Each field's name, its dataclass type, its list's dataclass item type. Resolving the hints
+    costs a millisecond, and a record is loaded several times per start."""
+    hints = typing.get_type_hints(cls)
+    fields = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        nested = hint if dataclasses.is_dataclass(hint) else None
+        item = None
+        if typing.get_origin(hint) is list:
+            (item,) = typing.get_args(hint) or (None,)
+            item = item if dataclasses.is_dataclass(item) else None
+        fields.append((f.name, nested, item))
+    return tuple(fields)

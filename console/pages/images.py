@@ -7,7 +7,7 @@ the browser can show a progress bar (``htmx:xhr:progress``); without
 JavaScript they are plain multipart forms.
 """
 
-from functools import wraps
+from functools import partial, wraps
 
 from django import forms
 from django.contrib import messages
@@ -23,9 +23,10 @@ from django.views.decorators.http import require_POST
 
 from runtime.errors import BerthError, InvalidValue
 
-from .. import operations, roles, services
+from .. import roles, services
 from ..humanize import human_duration
 from ..models import Container, Image
+from . import common
 
 
 class ImportForm(forms.Form):
@@ -81,18 +82,12 @@ def _render_list(request, import_form=None, load_form=None, tag_form_of=None, st
     }, status=status)
 
 
-def _refused(request, error: roles.PermissionDenied):
-    messages.error(request, str(error))
-    return _render_list(request, status=403)
-
-
 def _refusal(request, action: str, name: str = ""):
-    """A 403 (recorded as a failed operation) when the user may not do ``action`` whatever the input; else None."""
-    try:
-        operations.require(request.user, action, "web", name=name)
-    except roles.PermissionDenied as error:
-        return _refused(request, error)
-    return None
+    return common.refusal(request, action, partial(_render_list, request), name=name)
+
+
+def _refused(request, error: roles.PermissionDenied):
+    return common.refused(request, error, partial(_render_list, request))
 
 
 def _is_htmx(request) -> bool:

@@ -8,6 +8,8 @@ API's; each is shown next to the field it is about::
                                                        "Options": {"com.docker.network.bridge.name"}, "Internal"}
 """
 
+from functools import partial
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -19,8 +21,9 @@ from django.views.decorators.http import require_POST
 
 from runtime.errors import BerthError
 
-from .. import network_services, operations, roles
+from .. import network_services, roles
 from ..models import Container, Endpoint, Network
+from . import common
 
 IPAM_PREFIX = "invalid network config:\n"
 # Which field a problem the service reports is about, by the words moby uses for it.
@@ -94,15 +97,12 @@ def _render_network(request, network: Network, status=200):
 
 
 def _refusal(request, action: str, network: Network | None = None, name: str = ""):
-    """A 403 (recorded as a failed operation) when the user may not do ``action`` whatever the input; else None."""
-    try:
-        operations.require(request.user, action, "web", target=network, name=name)
-    except roles.PermissionDenied as error:
-        messages.error(request, str(error))
-        if network is None:
-            return _render_list(request, NetworkForm(request.POST), status=403)
-        return _render_network(request, network, status=403)
-    return None
+    """The list with the form as posted, or the network's page, refused when the user may not do ``action``."""
+    if network is None:
+        page = partial(_render_list, request, NetworkForm(request.POST))
+    else:
+        page = partial(_render_network, request, network)
+    return common.refusal(request, action, page, target=network, name=name)
 
 
 def add_service_errors(form: NetworkForm, error: BerthError) -> None:
@@ -131,8 +131,7 @@ def network_create(request):
         try:
             network = network_services.create_network(form.api_body(), user=request.user, source="web")
         except roles.PermissionDenied as error:
-            messages.error(request, str(error))
-            return _render_list(request, form, status=403)
+            return common.refused(request, error, partial(_render_list, request, form))
         except BerthError as error:
             add_service_errors(form, error)
         else:
@@ -155,8 +154,7 @@ def network_remove(request, network_id):
     try:
         network_services.remove_network(network.id, user=request.user, source="web")
     except roles.PermissionDenied as error:
-        messages.error(request, str(error))
-        return _render_network(request, network, status=403)
+        return common.refused(request, error, partial(_render_network, request, network))
     except BerthError as error:
         messages.error(request, str(error))
         return redirect("network-detail", network.id)

@@ -7,6 +7,8 @@ start that fails leaves the container created, as Docker does (an
 ``--rm`` one is removed by the start service).
 """
 
+from functools import partial
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -15,8 +17,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from runtime.errors import BerthError
 
-from .. import network_services, operations, roles, run_form, services
+from .. import network_services, roles, run_form, services
 from ..models import Container
+from . import common
 
 DEFAULT_PORT_ROWS = 3
 
@@ -50,10 +53,9 @@ def run_container(request):
         return _page(request, run_form.RunForm(**_choices()), ports)
     form = run_form.RunForm(request.POST, **_choices())
     ports = run_form.port_formset(0)(request.POST, prefix="ports")
-    try:
-        operations.require(request.user, "container.create", "web", name=request.POST.get("name", ""))
-    except roles.PermissionDenied as error:
-        return _refused(request, form, ports, error)
+    if refused := common.refusal(request, "container.create", partial(_page, request, form, ports),
+                                 name=request.POST.get("name", "")):
+        return refused
     if not (form.is_valid() and ports.is_valid()):
         return _page(request, form, ports)
     return _create_and_start(request, form, ports)
@@ -66,7 +68,7 @@ def _create_and_start(request, form, ports):
         container = services.create_container(body, name=form.cleaned_data["name"] or None, user=request.user,
                                               source="web")
     except roles.PermissionDenied as error:
-        return _refused(request, form, ports, error)
+        return common.refused(request, error, partial(_page, request, form, ports))
     except BerthError as error:
         run_form.place_error(form, ports, error)
         return _page(request, form, ports)
@@ -79,11 +81,6 @@ def _create_and_start(request, form, ports):
     for warning in getattr(container, "warnings", None) or []:
         messages.warning(request, warning)
     return redirect("container-detail", container_id=container.id)
-
-
-def _refused(request, form, ports, error):
-    messages.error(request, str(error))
-    return _page(request, form, ports, status=403)
 
 
 @login_required

@@ -192,7 +192,22 @@ def _container_host(container_id: str) -> str | None:
     return Container.objects.filter(pk=container_id).values_list("host", flat=True).first()
 
 
-class ContainerListStatsConsumer(_AuthorisedConsumer):
+class _StatsConsumer(_AuthorisedConsumer):
+    """Both stats sockets hear the collector's ticks on one group; ``joined`` starts one once it is authorised."""
+
+    def group_name(self) -> str:
+        return groups.STATS
+
+    async def connect(self):
+        await super().connect()
+        if getattr(self, "group", None):  # else refused
+            await self.joined()
+
+    async def joined(self):
+        raise NotImplementedError
+
+
+class ContainerListStatsConsumer(_StatsConsumer):
     """The list page's CPU/memory cells: the cells of its rows that changed, in one message per tick.
 
     It also hears the list's ``container.changed``: the list socket then draws
@@ -200,13 +215,7 @@ class ContainerListStatsConsumer(_AuthorisedConsumer):
     the figures stayed the same.
     """
 
-    def group_name(self) -> str:
-        return groups.STATS
-
-    async def connect(self):
-        await super().connect()
-        if not getattr(self, "group", None):
-            return  # refused
+    async def joined(self):
         await self.channel_layer.group_add(groups.CONTAINERS, self.channel_name)
         self.view = list_view_of(self.scope.get("query_string", b""))
         self.sent: dict[str, str] = {}
@@ -240,16 +249,10 @@ class ContainerListStatsConsumer(_AuthorisedConsumer):
             await self.send(text_data="".join(changed))
 
 
-class ContainerStatsConsumer(_AuthorisedConsumer):
+class ContainerStatsConsumer(_StatsConsumer):
     """A container page's figures and graph, pushed at connect and then every tick."""
 
-    def group_name(self) -> str:
-        return groups.STATS
-
-    async def connect(self):
-        await super().connect()
-        if not getattr(self, "group", None):
-            return  # refused
+    async def joined(self):
         self.container_id = self.scope["url_route"]["kwargs"]["container_id"]
         self.host = await database_sync_to_async(_container_host)(self.container_id)
         self.samples: deque[Sample] = deque(await sync_to_async(collector.history)(self.container_id),

@@ -40,6 +40,10 @@ def _checked(request) -> bool:
     return request.GET.get("check") == "1"
 
 
+def _report(request, picture):
+    return drift.check(picture) if _checked(request) else drift.NOT_CHECKED
+
+
 def view_context(picture: topology.Topology, report: drift.DriftReport = drift.NOT_CHECKED) -> dict:
     """What ``_topology_view.html`` shows: the drawing and the table rows, drift marked in both."""
     by_container: dict[str, list[str]] = {}
@@ -72,8 +76,7 @@ def view_context(picture: topology.Topology, report: drift.DriftReport = drift.N
 @require_GET
 def topology_page(request):
     picture = topology.gather()
-    report = drift.check(picture) if _checked(request) else drift.NOT_CHECKED
-    return render(request, "topology.html", view_context(picture, report))
+    return render(request, "topology.html", view_context(picture, _report(request, picture)))
 
 
 @login_required
@@ -91,22 +94,23 @@ def topology_drift(request):
 @require_GET
 def topology_svg(request):
     picture = topology.gather()
-    report = drift.check(picture) if _checked(request) else drift.NOT_CHECKED
-    response = HttpResponse(render_svg(picture, report), content_type="image/svg+xml")
-    if request.GET.get("download") == "1":
-        response["Content-Disposition"] = f'attachment; filename="topology-{picture.host}.svg"'
-    return response
+    return _file(request, render_svg(picture, _report(request, picture)), "image/svg+xml",
+                 f"topology-{picture.host}.svg")
 
 
 @login_required
 @require_GET
 def topology_json(request):
     picture = topology.gather()
-    data = picture.as_data()
-    data["drift"] = (drift.check(picture) if _checked(request) else drift.NOT_CHECKED).as_data()
-    response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
+    data = {**picture.as_data(), "drift": _report(request, picture).as_data()}
+    return _file(request, json.dumps(data, indent=2), "application/json", f"topology-{picture.host}.json")
+
+
+def _file(request, body: str, content_type: str, filename: str) -> HttpResponse:
+    """The picture as a file: shown in the browser, or saved as ``filename`` with ``?download=1``."""
+    response = HttpResponse(body, content_type=content_type)
     if request.GET.get("download") == "1":
-        response["Content-Disposition"] = f'attachment; filename="topology-{picture.host}.json"'
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 

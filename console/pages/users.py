@@ -10,6 +10,8 @@ same accounts.
 
 from __future__ import annotations
 
+from functools import partial
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -22,6 +24,7 @@ from django.views.decorators.http import require_POST
 from runtime.errors import Conflict, InvalidValue
 
 from .. import operations, roles
+from . import common
 
 ROLE_CHOICES = [(role, role) for role in roles.ROLES]
 
@@ -93,14 +96,13 @@ def _get_user(user_id: int):
 
 def _refusal(request, action: str, name: str = ""):
     """403 for anyone but an admin, recorded as a failed operation for a change; else None."""
+    page = partial(render, request, "refused.html")
+    if request.method == "POST":
+        return common.refusal(request, action, page, name=name)
     try:
-        if request.method == "POST":
-            operations.require(request.user, action, "web", name=name)
-        else:
-            roles.check(request.user, action)
+        roles.check(request.user, action)
     except roles.PermissionDenied as error:
-        messages.error(request, str(error))
-        return render(request, "refused.html", status=403)
+        return common.refused(request, error, page)
     return None
 
 

@@ -1,5 +1,7 @@
 """The volumes page: named and anonymous volumes, which containers mount each, create and remove."""
 
+from functools import partial
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,8 +12,9 @@ from django.views.decorators.http import require_POST
 
 from runtime.errors import BerthError, InvalidValue
 
-from .. import operations, roles, volume_services
+from .. import roles, volume_services
 from ..models import Mount, Volume
+from . import common
 
 
 class VolumeForm(forms.Form):
@@ -48,18 +51,6 @@ def _render_list(request, form=None, status=200):
     return render(request, "volumes.html", {"rows": _volume_rows(), "form": form or VolumeForm()}, status=status)
 
 
-def _refused(request, error: roles.PermissionDenied, form=None):
-    messages.error(request, str(error))
-    return _render_list(request, form, status=403)
-
-
-def _refusal(request, action: str, name: str = ""):
-    """A 403 (recorded as a failed operation) when the user may not do ``action`` whatever the input; else None."""
-    try:
-        operations.require(request.user, action, "web", name=name)
-    except roles.PermissionDenied as error:
-        return _refused(request, error)
-    return None
 
 
 @login_required
@@ -70,14 +61,15 @@ def volume_list(request):
 @login_required
 @require_POST
 def volume_create(request):
-    if refused := _refusal(request, "volume.create", request.POST.get("name", "")):
+    if refused := common.refusal(request, "volume.create", partial(_render_list, request),
+                                   name=request.POST.get("name", "")):
         return refused
     form = VolumeForm(request.POST)
     if form.is_valid():
         try:
             volume = volume_services.create_volume(form.api_body(), user=request.user, source="web")
         except roles.PermissionDenied as error:
-            return _refused(request, error, form)
+            return common.refused(request, error, partial(_render_list, request, form))
         except InvalidValue as error:
             form.add_error("name", str(error))
         except BerthError as error:
@@ -91,12 +83,12 @@ def volume_create(request):
 @login_required
 @require_POST
 def volume_remove(request, name):
-    if refused := _refusal(request, "volume.remove", name):
+    if refused := common.refusal(request, "volume.remove", partial(_render_list, request), name=name):
         return refused
     try:
         volume_services.remove_volume(name, force=request.POST.get("force") == "on", user=request.user, source="web")
     except roles.PermissionDenied as error:
-        return _refused(request, error)
+        return common.refused(request, error, partial(_render_list, request))
     except BerthError as error:
         messages.error(request, str(error))
     else:

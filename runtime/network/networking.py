@@ -19,6 +19,7 @@ import fcntl
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
@@ -42,6 +43,10 @@ IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 # Tables whose skeleton this process has applied: later transactions carry only elements (the skeleton
 # costs ~15 ms, an element ~1 ms, whatever the number of elements already there).
 _tables_ready: set[str] = set()
+# Bridges whose nft elements this process applied: (table, device) -> (the spec, the table's generation then).
+# A start on a known bridge skips the listing and the skeleton (two nft processes); any process that removes
+# a bridge or finds the table gone bumps the generation (a file in state_dir), and every cache entry is stale.
+_bridges_ready: dict[tuple[str, str], tuple[str, int]] = {}
 
 
 class Networking:
@@ -64,16 +69,22 @@ class Networking:
         links.ensure_bridge(spec, self.alias)
         # The host's own 127.0.0.1 -> container traffic leaves through the bridge (see nft.py's guard chain).
         _write_sysctl(Path(f"/proc/sys/net/ipv4/conf/{spec.device}/route_localnet"), "1")
+        key, wanted = (self.table, spec.device), repr(spec)
+        if _bridges_ready.get(key) == (wanted, self._generation()):
+            return
         with self._locked():
+            generation = self._generation()
             stale = nft.forget_bridge(self.table, spec.device, nft.bridge_subnets(self.table, spec.device))
             fresh = [line for name, elements in nft.bridge_elements(spec).items()
                      for line in nft.add_elements(self.table, name, elements)]
             self._apply(stale + fresh, repair=True)
+            _bridges_ready[key] = (wanted, generation)
 
     def remove_bridge(self, device: str) -> None:
         check_device_name(device)
         links.delete_link(device)
         with self._locked():
+            self._bump_generation()
             self._apply(nft.forget_bridge(self.table, device, nft.bridge_subnets(self.table, device)))
 
     # --- namespaces and endpoints ------------------------------------------------------
@@ -97,6 +108,24 @@ class Networking:
     def detach(self, endpoint_id: str) -> None:
         check_owner_id(endpoint_id)
         links.delete_link(veth_name(endpoint_id))
+
+    def release(self, owner_id: str, endpoint_ids: Iterable[str], netns: bool = True) -> None:
+        """Everything an owner holds goes: its published ports, its veths, its namespace (``netns``).
+
+        The port map's transaction and the veths' deletion each wait for the kernel (an RCU grace
+        period) under different locks, so they overlap: ~12 ms less per removal than one after the other.
+        """
+        check_owner_id(owner_id)
+        endpoint_ids = list(endpoint_ids)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="berth-unpublish") as pool:
+            ports = pool.submit(self.unpublish, owner_id)
+            try:
+                for endpoint_id in endpoint_ids:
+                    self.detach(endpoint_id)
+                if netns:
+                    self.remove_netns(owner_id)
+            finally:
+                ports.result()  # its error, if any, after the veths are gone all the same
 
     # --- published ports ---------------------------------------------------------------
 
@@ -213,6 +242,7 @@ class Networking:
     def teardown(self) -> None:
         """Remove the whole nft table and the ports registry (tests, uninstall)."""
         with self._locked():
+            self._bump_generation()
             nft.apply(nft.teardown_script(self.table))
             _tables_ready.discard(self.table)
             shutil.rmtree(self.ports.owners_dir, ignore_errors=True)
@@ -229,7 +259,22 @@ class Networking:
         except nft.NftError as exc:
             if "No such file or directory" not in str(exc):
                 raise
+            self._bump_generation()  # the bridges' elements went with the table: the next start restores them
             nft.apply(nft.skeleton(self.table) + lines)   # a reboot or a teardown elsewhere took the table
+
+    def _generation(self) -> int:
+        """A counter that grows whenever bridges' elements may have gone (a removal, a teardown, the table found gone)."""
+        try:
+            return int((self.state_dir / "generation").read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _bump_generation(self) -> None:
+        """Under the lock; written whole by rename, so a reader sees the old number or the new."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fresh = self.state_dir / "generation.new"
+        fresh.write_text(str(self._generation() + 1))
+        os.replace(fresh, self.state_dir / "generation")
 
     @contextmanager
     def _locked(self):

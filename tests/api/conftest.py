@@ -14,7 +14,6 @@ import pytest
 from console import dockerapi
 from console.dockerapi.api import DockerAPI
 from console.dockerapi.events import LocalEvents
-from console.dockerapi.server import answers
 from tests.conftest import unique
 
 from .fakes import FakeRuntime, FakeServices, FakeStore
@@ -202,65 +201,23 @@ def client(server):
 
 # --- the real thing: the API as its own process over the live stack (tests/live.py) ------------------
 
-DOCKER = Path("/usr/local/bin/docker")
-PROJECT = Path(__file__).resolve().parent.parent.parent
-
-
-def _die_with_parent() -> None:
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @pytest.fixture(scope="session")
 def docker_api(live_stack):
     """``manage.py dockerapi`` on a socket inside the live stack's state root; ended by its PID."""
-    import subprocess
-    import sys
-    import time
+    from tests.browser.web import serving_docker_api
 
-    path = live_stack.root / "docker.sock"
-    log = live_stack.logs / "dockerapi.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, str(PROJECT / "manage.py"), "dockerapi", "--socket", str(path)],
-                                   env=live_stack.env, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-    try:
-        deadline = time.monotonic() + 20
-        while not answers(path):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Docker API did not start:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.05)
+    with serving_docker_api(live_stack, live_stack.root / "docker.sock") as path:
         yield path
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 @pytest.fixture
 def docker(live, docker_api, tmp_path):
     """Run the real docker CLI against Berth: ``docker("ps", "-a")`` -> CompletedProcess (text)."""
-    import subprocess
+    from tests.browser.web import DOCKER, docker_cli
 
     if not DOCKER.exists():
         pytest.skip(f"the docker CLI is not installed at {DOCKER}")
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_CONFIG": str(config),
-           "DOCKER_HOST": f"unix://{docker_api}"}
-
-    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([str(DOCKER), *args], env=env, input=input, capture_output=True, text=True,
-                              timeout=timeout)
-
-    run.env = env
-    return run
+    return docker_cli(docker_api, tmp_path)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from hashlib import sha256
 
 import pytest
 
-from tests.api.conftest import DOCKER
+from tests.browser.web import DOCKER
 
 pytestmark = pytest.mark.live
 

@@ -8,15 +8,12 @@ bodies talk to Berth through the page and the docker CLI only.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.browser.web import (ADMIN, CHROMIUM, MISSING_CHROMIUM, PAGE_PROBE, create_admin, launch_chromium,
-                               log_in, start_docker_api, start_web_server, stop_server)
-
-DOCKER = Path("/usr/local/bin/docker")
+from tests.browser.web import (ADMIN, CHROMIUM, DOCKER, MISSING_CHROMIUM, PAGE_PROBE, create_admin, docker_cli,
+                               launch_chromium, log_in, serving_docker_api, start_web_server, stop_server)
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +33,8 @@ def web_server(live_stack) -> str:
 @pytest.fixture(scope="session")
 def browser_docker_api(live_stack) -> Path:
     """The Docker API on a socket of these tests' own in the stack's root."""
-    path = live_stack.root / "browser-docker.sock"
-    process = start_docker_api(live_stack, path)
-    try:
+    with serving_docker_api(live_stack, live_stack.root / "browser-docker.sock") as path:
         yield path
-    finally:
-        stop_server(process)
 
 
 @pytest.fixture
@@ -49,15 +42,7 @@ def docker(live, browser_docker_api, tmp_path):
     """The real docker CLI on Berth: ``docker("run", "-d", ...)`` -> CompletedProcess (text)."""
     if not DOCKER.exists():
         pytest.fail(f"the docker CLI is missing at {DOCKER}")
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_CONFIG": str(config),
-           "DOCKER_HOST": f"unix://{browser_docker_api}"}
-
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([str(DOCKER), *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-    return run
+    return docker_cli(browser_docker_api, tmp_path)
 
 
 @pytest.fixture

@@ -17,11 +17,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.live import PROJECT, _end, _free_port, _spawn, _tail
 
 CHROMIUM = Path("/usr/bin/chromium")
+DOCKER = Path("/usr/local/bin/docker")
 CHROMIUM_ARGS = [
     "--no-sandbox",  # the tests run as root
     "--disable-gpu",
@@ -112,6 +115,34 @@ def start_docker_api(stack, path: Path) -> subprocess.Popen:
             raise RuntimeError(f"the Docker API did not listen on {path}:\n{_tail(log)}")
         time.sleep(0.05)
     return process
+
+
+@contextmanager
+def serving_docker_api(stack, path: Path) -> Iterator[Path]:
+    """The Docker API on ``path`` while the block runs; ended by its PID after it."""
+    process = start_docker_api(stack, path)
+    try:
+        yield path
+    finally:
+        stop_server(process)
+
+
+def docker_cli(socket: Path, home: Path):
+    """The real docker CLI on the Docker API at ``socket``, its home and config under ``home``.
+
+    ``run("ps", "-a")`` -> CompletedProcess (text); ``run.env`` is the environment it runs in.
+    """
+    config = home / "docker-config"
+    config.mkdir()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "DOCKER_CONFIG": str(config),
+           "DOCKER_HOST": f"unix://{socket}"}
+
+    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([str(DOCKER), *args], env=env, input=input, capture_output=True, text=True,
+                              timeout=timeout)
+
+    run.env = env
+    return run
 
 
 def launch_chromium(playwright):

@@ -7,9 +7,12 @@ the live tests (tests/live.py) do the same through a real worker.
 """
 
 import importlib
+import os
+import time
 from pathlib import Path
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 
 from console.celery import app as celery_app
@@ -18,6 +21,7 @@ from runtime.baseimage import build_busybox
 from runtime.errors import NoSuchContainer
 from tests.conftest import remove_cgroup_parent, remove_state_root, unique
 from tests.helpers.fake_networking import Networking as FakeNetworking
+from tests.live import _end, _free_port, _spawn
 
 HOST = "test-host"
 
@@ -110,8 +114,53 @@ def admin(db):
 
 
 @pytest.fixture
+def viewer(db):
+    """A user in no group: read-only."""
+    return get_user_model().objects.create_user("vic", password="pw")
+
+
+@pytest.fixture
+def signed_in(client, admin):
+    """The test client, signed in as the admin."""
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
 def predefined_networks(transactional_db):
     """bridge, host and none, as the migration makes them: a transactional test's flush removed them."""
     from django.apps import apps
 
     importlib.import_module("console.migrations.0002_predefined_networks").create_networks(apps, None)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A Redis of the session's own, for what keeps state in Redis outside the live stack (the collector)."""
+    folder = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    server = _spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                     "--dir", str(folder)], dict(os.environ), folder / "redis.log")
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline and server.poll() is None, (folder / "redis.log").read_text()
+            time.sleep(0.02)
+    try:
+        yield url
+    finally:
+        client.close()
+        _end(server, timeout=5)
+
+
+@pytest.fixture
+def stats_redis(settings, redis_server):
+    """``settings.REDIS_URL`` pointed at ``redis_server``, emptied for the test."""
+    settings.REDIS_URL = redis_server
+    redis.Redis.from_url(redis_server).flushdb()
+    return redis_server

@@ -17,16 +17,11 @@ from django.contrib import admin as django_admin
 from django.contrib.auth import get_user_model
 from django.test import RequestFactory
 
-from console import audit, roles, services
+from console import audit, services
 from console.dockerapi.api import DockerAPI
 from console.dockerapi.events import LocalEvents
 from console.models import Container, Network, Operation, Volume
 from tests.api.conftest import RawClient, ServerThread
-
-
-@pytest.fixture
-def viewer(db):
-    return get_user_model().objects.create_user("vic", password="pw")
 
 
 def event_ids(page: str) -> list[int]:

@@ -1,15 +1,10 @@
-"""The resource collector against a real container's cgroup, a real Redis and the channel layer.
-
-``stats_redis`` (also used by test_stats_pages.py) runs a Redis of the
-module's own and points ``settings.REDIS_URL`` at it, emptied for each test.
-"""
+"""The resource collector against a real container's cgroup, a real Redis (``stats_redis``) and the channel layer."""
 
 import asyncio
 import os
 import time
 
 import pytest
-import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -18,39 +13,9 @@ from console.collector import Collector, Sample
 from runtime import cgroups
 from tests.conftest import unique
 from tests.console.conftest import HOST
-from tests.live import _end, _free_port, _spawn
+from tests.live import _free_port
 
 BUSY = {"Image": "busybox", "Cmd": ["sh", "-c", "while :; do :; done"]}
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    server = _spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                     "--dir", str(folder)], dict(os.environ), folder / "redis.log")
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline and server.poll() is None, (folder / "redis.log").read_text()
-            time.sleep(0.02)
-    try:
-        yield url
-    finally:
-        client.close()
-        _end(server, timeout=5)
-
-
-@pytest.fixture
-def stats_redis(settings, redis_server):
-    settings.REDIS_URL = redis_server
-    redis.Redis.from_url(redis_server).flushdb()
-    return redis_server
 
 
 def run_busy_container(name=None):

@@ -4,43 +4,24 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.utils import timezone
 
 from console import events
 from console.asgi import application
 from console.models import Container
+from tests.helpers.sockets import ORIGIN, connects, session_cookie
 
-ORIGIN = (b"origin", b"http://127.0.0.1:8000")
-
-
-def session_cookie(client, user):
-    client.force_login(user)
-    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["/ws/containers/", f"/ws/containers/{'ab' * 32}/"])
 def test_an_anonymous_visitor_is_refused(path):
-    async def scenario():
-        connection = WebsocketCommunicator(application, path, headers=[ORIGIN])
-        connected, _ = await connection.connect()
-        await connection.disconnect()
-        return connected
-
-    assert async_to_sync(scenario)() is False
+    assert connects(path) is False
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_foreign_origin_is_refused(client, admin):
-    async def scenario(cookie):
-        connection = WebsocketCommunicator(application, "/ws/containers/",
-                                           headers=[(b"origin", b"http://evil.example"), cookie])
-        connected, _ = await connection.connect()
-        await connection.disconnect()
-        return connected
-
-    assert async_to_sync(scenario)(session_cookie(client, admin)) is False
+    assert connects("/ws/containers/", [(b"origin", b"http://evil.example"), session_cookie(client, admin)]) is False
 
 
 def make_web(state="running", started=True):

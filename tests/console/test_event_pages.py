@@ -5,24 +5,12 @@ import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from console import services
 from console.models import Operation
 from console.roles import PermissionDenied
-
-
-@pytest.fixture
-def viewer(db):
-    return User.objects.create_user("vic", password="pw")
-
-
-@pytest.fixture
-def signed_in(client, admin):
-    client.force_login(admin)
-    return client
 
 
 def event_ids(page: str) -> list[int]:

@@ -3,25 +3,14 @@
 import hashlib
 import io
 import json
-import tarfile
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from console import services
 from console.models import Image, ImageTag, Operation
-
-
-def rootfs_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+from tests.helpers.pages import field_errors
+from tests.helpers.tars import rootfs_tar
 
 
 def docker_save_tar(tag: str) -> bytes:
@@ -37,23 +26,6 @@ def docker_save_tar(tag: str) -> bytes:
 
 def upload(data: bytes, name="rootfs.tar"):
     return SimpleUploadedFile(name, data, content_type="application/x-tar")
-
-
-@pytest.fixture
-def viewer(db):
-    return User.objects.create_user("vic", password="pw")
-
-
-@pytest.fixture
-def signed_in(client, admin):
-    client.force_login(admin)
-    return client
-
-
-def field_errors(page: str, field_id: str) -> str:
-    """The text of the field's div, where its errors are shown."""
-    start = page.index(f'id="{field_id}"')
-    return page[start:page.index("</div>", start)]
 
 
 def import_tar(client, reference="berth-test/page:1", files=None, **extra):
@@ -105,14 +77,14 @@ def test_a_non_tar_upload_is_an_error_next_to_the_file_field(signed_in, busybox)
     response = signed_in.post("/images/import/", {"import-archive": upload(b"this is not a tar archive\n" * 40),
                                                   "import-reference": "berth-test/bad"})
     assert response.status_code == 200
-    errors = field_errors(response.content.decode(), "field-import-archive")
+    errors = field_errors(response.content.decode(), "import-archive")
     assert 'class="errorlist' in errors and "not a valid tar archive" in errors
     assert not ImageTag.objects.filter(name="berth-test/bad:latest").exists()
 
 
 def test_a_bad_reference_is_an_error_next_to_its_field(signed_in, busybox):
     response = import_tar(signed_in, reference="Bad Name!")
-    errors = field_errors(response.content.decode(), "field-import-reference")
+    errors = field_errors(response.content.decode(), "import-reference")
     assert "invalid reference format" in errors
     assert Image.objects.count() == 1
 
@@ -121,7 +93,7 @@ def test_an_htmx_import_with_an_error_gets_the_form_back(signed_in, busybox):
     response = signed_in.post("/images/import/", {"import-reference": "x"}, HTTP_HX_REQUEST="true")
     page = response.content.decode()
     assert page.lstrip().startswith('<form id="image-import-form"')
-    assert "This field is required." in field_errors(page, "field-import-archive")
+    assert "This field is required." in field_errors(page, "import-archive")
 
 
 def test_loading_an_archive_brings_its_images(signed_in, busybox):
@@ -134,7 +106,7 @@ def test_loading_an_archive_brings_its_images(signed_in, busybox):
 
 def test_loading_a_non_archive_is_an_error_next_to_the_file_field(signed_in, busybox):
     response = signed_in.post("/images/load/", {"load-archive": upload(b"\x00garbage" * 100, "x.tar")})
-    errors = field_errors(response.content.decode(), "field-load-archive")
+    errors = field_errors(response.content.decode(), "load-archive")
     assert 'class="errorlist' in errors and "not a valid tar archive" in errors
 
 
@@ -148,7 +120,7 @@ def test_tagging_adds_the_tag_to_the_row(signed_in, busybox):
 
 def test_a_bad_tag_is_an_error_next_to_that_rows_field(signed_in, busybox):
     response = signed_in.post(f"/images/{busybox.id}/tag/", {"reference": "UPPER:case"})
-    errors = field_errors(response.content.decode(), f"field-tag-{busybox.id[7:19]}")
+    errors = field_errors(response.content.decode(), f"tag-{busybox.id[7:19]}")
     assert "invalid reference format: repository name (UPPER:case) must be lowercase" in errors
 
 

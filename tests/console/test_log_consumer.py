@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 
 from console import services, state
 from console.asgi import application
-from tests.console.test_consumers import ORIGIN, session_cookie
+from tests.helpers.sockets import ORIGIN, connects, session_cookie
 
 pytestmark = pytest.mark.django_db
 
@@ -198,14 +198,7 @@ def test_a_viewer_may_read_the_log(client, busybox, host):
 
 def test_an_anonymous_visitor_is_refused(busybox, host):
     row = started(["echo", "secret"])
-
-    async def scenario():
-        connection = WebsocketCommunicator(application, f"/ws/containers/{row.id}/logs/", headers=[ORIGIN])
-        connected, _ = await connection.connect()
-        await connection.disconnect()
-        return connected
-
-    assert async_to_sync(scenario)() is False
+    assert connects(f"/ws/containers/{row.id}/logs/") is False
 
 
 def test_an_unknown_container_is_said_and_closed(client, admin, db):

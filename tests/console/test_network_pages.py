@@ -1,27 +1,10 @@
 """The networks pages: list, create, a network with its containers, remove; admin, viewer, anonymous."""
 
 import pytest
-from django.contrib.auth.models import User
 
 from console import services
 from console.models import Endpoint, Network, Operation
-
-
-@pytest.fixture
-def viewer(db):
-    return User.objects.create_user("vic", password="pw")
-
-
-@pytest.fixture
-def signed_in(client, admin):
-    client.force_login(admin)
-    return client
-
-
-def field_errors(page: str, field: str) -> str:
-    """The text of the field's div: its input and, when it has any, its errors."""
-    start = page.index(f'id="field-{field}"')
-    return page[start:page.index("</div>", start)]
+from tests.helpers.pages import field_errors
 
 
 def make_network(name, subnet=None, gateway=None, bridge=None, **fields):

@@ -7,12 +7,8 @@ from django.utils import timezone
 
 from console import roles, services
 from console.models import Container, Operation
-from tests.console.test_consumers import hear, session_cookie
-
-
-@pytest.fixture
-def viewer(db):
-    return get_user_model().objects.create_user("vic", password="pw")
+from tests.console.test_consumers import hear
+from tests.helpers.sockets import session_cookie
 
 
 @pytest.fixture

@@ -69,17 +69,6 @@ def run(client, **fields):
     return client.post("/run/", {**EMPTY_FORM, **fields})
 
 
-@pytest.fixture
-def signed_in(client, admin):
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
-def viewer(db):
-    return get_user_model().objects.create_user("vic", password="pw")
-
-
 # --- the page -------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,6 @@
 """Services against the real runtime, tasks run inline (the live tests go through a worker)."""
 
 import io
-import tarfile
 import time
 from datetime import timedelta
 
@@ -20,6 +19,7 @@ from runtime.errors import (
     NotFound,
     StartFailed,
 )
+from tests.helpers.tars import rootfs_tar
 
 
 def create(body=None, name=None, **fields):
@@ -347,16 +347,6 @@ def test_status_reads_like_docker_ps(db):
 
 
 # --- images -----------------------------------------------------------------------------------------
-
-
-def rootfs_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def test_the_base_image_is_on_record_after_a_sync(busybox):

@@ -15,15 +15,10 @@ from console import roles, services
 from console.asgi import application
 from console.models import Operation
 from console.pages.shell import shell_processes
+from tests.helpers.sockets import ORIGIN, over_socket, session_cookie
 
-ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 # The consumer reads rows from other threads; the predefined networks (a data migration) come back for each test.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("predefined_networks")]
-
-
-def session_cookie(client, user):
-    client.force_login(user)
-    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())
 
 
 @pytest.fixture
@@ -33,16 +28,15 @@ def sleeper(host, busybox, admin):
     return services.get_container(container.id)
 
 
-@pytest.fixture
-def viewer(db):
-    return get_user_model().objects.create_user("vic", password="pw")
-
-
 async def connect(cookie, container_id, query=""):
     headers = [ORIGIN] + ([cookie] if cookie else [])
     connection = WebsocketCommunicator(application, f"/ws/containers/{container_id}/shell/{query}", headers=headers)
     connected, _ = await connection.connect(timeout=10)
     return connection, connected
+
+
+def in_shell(cookie, container_id: str, talk, query: str = ""):
+    return over_socket(f"/ws/containers/{container_id}/shell/{query}", cookie, talk)
 
 
 async def read_until(connection, wanted: bytes, timeout: float = 10) -> bytes:
@@ -106,126 +100,86 @@ def running(pid: int) -> bool:
 
 
 def test_a_shell_runs_what_is_typed(client, admin, sleeper):
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id)
-        try:
-            assert connected
-            return await type_and_read(connection, "echo $((6*7))", b"42\n")
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        return await type_and_read(connection, "echo $((6*7))", b"42\n")
 
-    assert b"42\n" in async_to_sync(scenario)(session_cookie(client, admin))
+    assert b"42\n" in in_shell(session_cookie(client, admin), sleeper.id, talk)
 
 
 def test_the_terminal_is_xterm_with_the_size_the_page_asked_for(client, admin, sleeper):
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id, "?cols=120&rows=40")
-        try:
-            assert connected
-            await type_and_read(connection, "echo term=$TERM", b"term=xterm-256color\n")
-            return await type_and_read(connection, "stty size", b"40 120\n")
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        await type_and_read(connection, "echo term=$TERM", b"term=xterm-256color\n")
+        return await type_and_read(connection, "stty size", b"40 120\n")
 
-    async_to_sync(scenario)(session_cookie(client, admin))
+    in_shell(session_cookie(client, admin), sleeper.id, talk, "?cols=120&rows=40")
 
 
 def test_a_resize_reaches_the_shell(client, admin, sleeper):
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id)
-        try:
-            assert connected
-            await type_and_read(connection, "stty size", b"24 80\n")
-            await connection.send_to(text_data=json.dumps({"resize": [100, 30]}))
-            return await type_and_read(connection, "stty size", b"30 100\n")
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        await type_and_read(connection, "stty size", b"24 80\n")
+        await connection.send_to(text_data=json.dumps({"resize": [100, 30]}))
+        return await type_and_read(connection, "stty size", b"30 100\n")
 
-    async_to_sync(scenario)(session_cookie(client, admin))
+    in_shell(session_cookie(client, admin), sleeper.id, talk)
 
 
 def test_a_bad_resize_is_answered_and_the_shell_goes_on(client, admin, sleeper):
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id)
-        try:
-            assert connected
-            await connection.send_to(text_data=json.dumps({"resize": [0, "x"]}))
-            error = await read_control(connection)
-            await type_and_read(connection, "echo still $((1+1))", b"still 2\n")
-            return error
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        await connection.send_to(text_data=json.dumps({"resize": [0, "x"]}))
+        error = await read_control(connection)
+        await type_and_read(connection, "echo still $((1+1))", b"still 2\n")
+        return error
 
-    error = async_to_sync(scenario)(session_cookie(client, admin))
+    error = in_shell(session_cookie(client, admin), sleeper.id, talk)
     assert error["error"].startswith("bad control message: a size is [cols, rows]")
 
 
 def test_a_large_paste_arrives_whole(client, admin, sleeper):
     pasted = "".join(f"{n:06d}" for n in range(20000))  # 120,000 bytes, more than a pty buffer holds
 
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id)
-        try:
-            assert connected
-            # No echo, no line editing (a line holds 4095 bytes at most): head takes the paste as it is.
-            await type_and_read(connection, "stty -echo -icanon; echo set $((1+1)); head -c 120000 | wc -c; stty sane",
-                                b"set 2\n")
-            await connection.send_to(bytes_data=pasted.encode())
-            return await read_until(connection, b"120000\n", timeout=20)
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        # No echo, no line editing (a line holds 4095 bytes at most): head takes the paste as it is.
+        await type_and_read(connection, "stty -echo -icanon; echo set $((1+1)); head -c 120000 | wc -c; stty sane",
+                            b"set 2\n")
+        await connection.send_to(bytes_data=pasted.encode())
+        return await read_until(connection, b"120000\n", timeout=20)
 
-    assert b"120000" in async_to_sync(scenario)(session_cookie(client, admin))
+    assert b"120000" in in_shell(session_cookie(client, admin), sleeper.id, talk)
 
 
 def test_exit_ends_the_shell_with_a_final_message_and_the_close(client, admin, sleeper):
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id)
-        try:
-            assert connected
-            await type_and_read(connection, "echo ready $((1+1))", b"ready 2\n")
-            execs = runc_execs(sleeper.id)
-            await connection.send_to(bytes_data=b"exit 3\r")
-            final = await read_control(connection)
-            closed = await connection.receive_output(timeout=5)
-            return final, closed, execs
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        await type_and_read(connection, "echo ready $((1+1))", b"ready 2\n")
+        execs = runc_execs(sleeper.id)
+        await connection.send_to(bytes_data=b"exit 3\r")
+        final = await read_control(connection)
+        closed = await connection.receive_output(timeout=5)
+        return final, closed, execs
 
-    final, closed, execs = async_to_sync(scenario)(session_cookie(client, admin))
+    final, closed, execs = in_shell(session_cookie(client, admin), sleeper.id, talk)
     assert final == {"status": "ended", "exit_code": 3}
     assert closed["type"] == "websocket.close"
     assert len(execs) == 1 and not os.path.exists(f"/proc/{execs[0]}")
 
 
 def test_stopping_the_container_ends_its_shell(client, admin, sleeper):
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id)
-        try:
-            assert connected
-            await type_and_read(connection, "echo ready $((1+1))", b"ready 2\n")
-            await sync_to_async(services.stop_container)(sleeper.id, timeout=0, user=admin, source="web")
-            return await read_control(connection), await connection.receive_output(timeout=5)
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        await type_and_read(connection, "echo ready $((1+1))", b"ready 2\n")
+        await sync_to_async(services.stop_container)(sleeper.id, timeout=0, user=admin, source="web")
+        return await read_control(connection), await connection.receive_output(timeout=5)
 
-    final, closed = async_to_sync(scenario)(session_cookie(client, admin))
+    final, closed = in_shell(session_cookie(client, admin), sleeper.id, talk)
     assert final["status"] == "ended" and final["exit_code"] != 0
     assert closed["type"] == "websocket.close"
     assert runc_execs(sleeper.id) == []
 
 
 def test_text_input_in_a_control_message_is_typed_too(client, admin, sleeper):
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id)
-        try:
-            assert connected
-            await connection.send_to(text_data=json.dumps({"input": "echo $((2*3))x\r"}))
-            return await read_until(connection, b"6x\n")
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        await connection.send_to(text_data=json.dumps({"input": "echo $((2*3))x\r"}))
+        return await read_until(connection, b"6x\n")
 
-    async_to_sync(scenario)(session_cookie(client, admin))
+    in_shell(session_cookie(client, admin), sleeper.id, talk)
 
 
 def test_leaving_the_page_leaves_no_exec_running(client, admin, sleeper):
@@ -266,15 +220,10 @@ def test_an_operator_may_open_a_shell(client, sleeper):
     operator = get_user_model().objects.create_user("olga", password="pw")
     roles.grant(operator, roles.OPERATOR)
 
-    async def scenario(cookie):
-        connection, connected = await connect(cookie, sleeper.id)
-        try:
-            assert connected
-            return await type_and_read(connection, "echo $((6*7))", b"42\n")
-        finally:
-            await connection.disconnect(timeout=10)
+    async def talk(connection):
+        return await type_and_read(connection, "echo $((6*7))", b"42\n")
 
-    async_to_sync(scenario)(session_cookie(client, operator))
+    in_shell(session_cookie(client, operator), sleeper.id, talk)
 
 
 def refused(cookie, container_id):

@@ -9,7 +9,6 @@ import time
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -20,15 +19,10 @@ from console.models import Container
 from console.pages.stats import Graph, with_figures
 from console.views import PAGE_SIZE, container_row, containers_with_details
 from tests.console.conftest import HOST
-from tests.console.test_collector import redis_server, run_busy_container, stats_redis, two_ticks  # noqa: F401
-from tests.console.test_consumers import ORIGIN, session_cookie
+from tests.console.test_collector import run_busy_container, two_ticks
+from tests.helpers.sockets import ORIGIN, connects, session_cookie
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def viewer(db):
-    return User.objects.create_user("vic", password="pw")
 
 
 def make_row(name, state="running", host=HOST, age=0):
@@ -220,10 +214,4 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(client):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["/ws/stats/", f"/ws/stats/{'ab' * 32}/"])
 def test_an_anonymous_visitor_gets_no_socket(path):
-    async def scenario():
-        connection = WebsocketCommunicator(application, path, headers=[ORIGIN])
-        connected, _ = await connection.connect()
-        await connection.disconnect()
-        return connected
-
-    assert async_to_sync(scenario)() is False
+    assert connects(path) is False

@@ -16,7 +16,7 @@ from console.asgi import application
 from console.models import Container, Endpoint, Network, Operation, PortMapping
 from console.drift import Drift, DriftReport
 from console.topology_svg import render_svg
-from tests.console.test_consumers import ORIGIN, session_cookie
+from tests.helpers.sockets import ORIGIN, over_socket, session_cookie
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOST = "test-host"
@@ -25,11 +25,6 @@ HOST = "test-host"
 @pytest.fixture(autouse=True)
 def on_this_host(settings):
     settings.BERTH_HOST = HOST
-
-
-@pytest.fixture
-def viewer(db):
-    return User.objects.create_user("vic", password="pw")
 
 
 def container(name, mode="bridge", state="running", **host_config):
@@ -305,19 +300,12 @@ def test_the_drift_section_comes_alone_to_htmx_and_as_the_whole_page_without_it(
 def test_the_topology_websocket_sends_the_view_again_when_a_network_changes(client):
     viewer = User.objects.create_user("vic", password="pw")
 
-    async def scenario(cookie):
-        connection = WebsocketCommunicator(application, "/ws/topology/", headers=[ORIGIN, cookie])
-        connected, _ = await connection.connect()
-        try:
-            assert connected
-            await sync_to_async(container)("late")
-            await sync_to_async(events.network_changed)("be" * 32, "connect")
-            first = await connection.receive_from(timeout=5)
-            return first
-        finally:
-            await connection.disconnect()
+    async def talk(connection):
+        await sync_to_async(container)("late")
+        await sync_to_async(events.network_changed)("be" * 32, "connect")
+        return await connection.receive_from(timeout=5)
 
-    message = async_to_sync(scenario)(session_cookie(client, viewer))
+    message = over_socket("/ws/topology/", session_cookie(client, viewer), talk)
     assert message.startswith('<div id="topology-view" hx-swap-oob="true">')
     assert "late" in texts(parsed(message[message.index("<svg"):message.index("</svg>") + 6]))
 
@@ -345,21 +333,15 @@ def test_network_changes_are_told_to_the_networks_group(busybox):
 def test_a_burst_of_changes_is_drawn_a_few_times_not_once_per_change(client):
     viewer = User.objects.create_user("vic", password="pw")
 
-    async def scenario(cookie):
-        connection = WebsocketCommunicator(application, "/ws/topology/", headers=[ORIGIN, cookie])
-        connected, _ = await connection.connect()
-        try:
-            assert connected
-            for index in range(20):
-                await sync_to_async(events.container_changed)(f"{index:064d}", "running")
-            heard = []
-            while not await connection.receive_nothing(timeout=0.6):
-                heard.append(await connection.receive_from())
-            return heard
-        finally:
-            await connection.disconnect()
+    async def talk(connection):
+        for index in range(20):
+            await sync_to_async(events.container_changed)(f"{index:064d}", "running")
+        heard = []
+        while not await connection.receive_nothing(timeout=0.6):
+            heard.append(await connection.receive_from())
+        return heard
 
-    heard = async_to_sync(scenario)(session_cookie(client, viewer))
+    heard = over_socket("/ws/topology/", session_cookie(client, viewer), talk)
     assert 1 <= len(heard) <= 3
 
 

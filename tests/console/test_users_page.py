@@ -12,21 +12,10 @@ User = get_user_model()
 
 
 @pytest.fixture
-def viewer(db):
-    return User.objects.create_user("vic", password="pw")
-
-
-@pytest.fixture
 def operator(db):
     user = User.objects.create_user("olga", password="pw")
     roles.grant(user, roles.OPERATOR)
     return user
-
-
-@pytest.fixture
-def signed_in(client, admin):
-    client.force_login(admin)
-    return client
 
 
 def row_of(page: str, user) -> str:

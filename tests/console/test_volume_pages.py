@@ -2,27 +2,9 @@
 
 from pathlib import Path
 
-import pytest
-from django.contrib.auth.models import User
-
 from console import services
 from console.models import Operation, Volume
-
-
-@pytest.fixture
-def viewer(db):
-    return User.objects.create_user("vic", password="pw")
-
-
-@pytest.fixture
-def signed_in(client, admin):
-    client.force_login(admin)
-    return client
-
-
-def field_errors(page: str, field: str) -> str:
-    start = page.index(f'id="field-{field}"')
-    return page[start:page.index("</div>", start)]
+from tests.helpers.pages import field_errors
 
 
 def row_of(page: str, name: str) -> str:

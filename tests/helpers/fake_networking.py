@@ -165,6 +165,13 @@ class Networking:
                         raise PortAllocated(port.host_ip, port.host_port)
             self._state.published[owner_id] = list(ports)
 
+    def release(self, owner_id, endpoint_ids, netns=True):
+        self.unpublish(owner_id)
+        for endpoint_id in endpoint_ids:
+            self.detach(endpoint_id)
+        if netns:
+            self.remove_netns(owner_id)
+
     def unpublish(self, owner_id: str) -> None:
         self._call("unpublish", owner_id)
         with self._state.lock:

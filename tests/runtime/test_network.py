@@ -526,6 +526,20 @@ def test_after_detach_unpublish_remove_netns_and_remove_bridge_nothing_remains(l
         assert name not in text
 
 
+def test_release_removes_an_owners_ports_veths_and_namespace_at_once(lab, networking):
+    bridge = lab.bridge()
+    owner, path, endpoint = lab.wired(bridge)
+    networking.publish(owner, [PortSpec("tcp", "127.0.0.1", networking.free_port("tcp", "127.0.0.1"),
+                                        endpoint.address, 80)])
+
+    networking.release(owner, [endpoint.endpoint_id])
+    networking.release(owner, [endpoint.endpoint_id])  # gone is fine
+
+    assert veth_name(endpoint.endpoint_id) not in links()
+    assert path.rsplit("/", 1)[1] not in netns_names()
+    assert not [p for p in networking.observe()["ports"] if p["owner"] == owner]
+
+
 def test_gc_removes_what_nobody_owns(lab, networking):
     kept_bridge, lost_bridge = lab.bridge(), lab.bridge()
     kept_owner, kept_ns, kept = lab.wired(kept_bridge)
