@@ -26,6 +26,7 @@ import fcntl
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
 
@@ -136,74 +137,112 @@ def planned_network(row: Container) -> tuple[NetworkSpec, list[str] | None]:
 # --- start: set up, or undo everything --------------------------------------------------
 
 
-def set_up(row: Container) -> tuple[NetworkSpec | None, list[str] | None]:
-    """Bridges, the namespace, a veth per endpoint (eth0, eth1... in endpoint order), the published
-    ports; the runtime's NetworkSpec and resolvers (None: what create wrote stays, for host and none).
-    NetworkingFailed, with nothing left, when it cannot."""
+def set_up(row: Container) -> tuple[NetworkSpec | None, list[str] | None, "Wiring | None"]:
+    """What the runtime needs before ``runc create`` (bridges, the namespace, the claimed host ports),
+    and the rest as a ``Wiring`` for the runtime to run while it creates PID 1: a veth per endpoint
+    (eth0, eth1... in endpoint order), then the published ports. Returns the runtime's NetworkSpec,
+    resolvers (None: what create wrote stays, for host and none) and the Wiring (None: nothing to wire).
+
+    NetworkingFailed, with nothing left, when the first part cannot be made; the Wiring raises
+    NetworkingFailed too, and then the caller undoes everything (``undo``)."""
     mode = network_mode(row)
     target = container_network_target(mode)
     if mode in ("host", "none"):
-        return None, None
+        return None, None, None
     if target is not None:
-        return _joined(target, must_run=True), None
+        return _joined(target, must_run=True), None, None
     net = get_networking()
     endpoints = endpoints_of(row)
+    publishing = False
     try:
-        path = _wire(net, row, endpoints)
+        path, wires = _prepare(net, row, endpoints)
+        publishing = True
+        ports = _claim_ports(net, row, endpoints)
     except Exception as error:  # netlink's, nft's, ours: whatever it was, nothing may stay
         undo(row.id, endpoints)
-        raise NetworkingFailed(f"failed to set up container networking: {error}") from error
-    try:
-        _publish(net, row, endpoints)
-    except Conflict as error:
-        undo(row.id, endpoints)
+        raise _failure(row, endpoints, error, publishing) from error
+    spec = NetworkSpec(mode=NETWORK_NETNS, netns_path=path, addresses=_addresses(endpoints))
+    return spec, _dns(row, endpoints), Wiring(net, row, endpoints, path, wires, ports)
+
+
+def _failure(row: Container, endpoints: list[Endpoint], error: Exception, publishing: bool) -> NetworkingFailed:
+    """Docker's words; a host port that is taken is the endpoint's "external connectivity"."""
+    if publishing and isinstance(error, Conflict):
         endpoint = endpoints[0].endpoint_id if endpoints else ""
-        raise NetworkingFailed(f"failed to set up container networking: driver failed programming external "
-                               f"connectivity on endpoint {row.name} ({endpoint}): {error}") from error
-    except Exception as error:
-        undo(row.id, endpoints)
-        raise NetworkingFailed(f"failed to set up container networking: {error}") from error
-    return NetworkSpec(mode=NETWORK_NETNS, netns_path=path, addresses=_addresses(endpoints)), _dns(row, endpoints)
+        return NetworkingFailed(f"failed to set up container networking: driver failed programming external "
+                                f"connectivity on endpoint {row.name} ({endpoint}): {error}")
+    return NetworkingFailed(f"failed to set up container networking: {error}")
 
 
-def _wire(net, row: Container, endpoints: list[Endpoint]) -> str:
+def _prepare(net, row: Container, endpoints: list[Endpoint]) -> tuple[str, list]:
+    """Bridges up and the namespace made (runc joins it); each endpoint's spec."""
     for network in {e.network_id: e.network for e in endpoints}.values():
         net.ensure_bridge(bridge_spec(network))
     path = net.create_netns(row.id)
     Container.objects.filter(pk=row.id).update(sandbox_key=path)
-    routed = False
+    wires, routed = [], False
     for index, endpoint in enumerate(endpoints):
         default_route = not routed and not endpoint.network.internal
         routed = routed or default_route
-        _attach(net, path, endpoint, f"eth{index}", default_route)
-    return path
+        wires.append(_endpoint_spec(endpoint, f"eth{index}", default_route))
+    return path, wires
 
 
-def _attach(net, path: str, endpoint: Endpoint, interface: str, default_route: bool) -> None:
+@dataclass
+class Wiring:
+    """The kernel's part of a start, run beside ``runc create`` (another thread: no database while it
+    runs): a veth per endpoint, then the published ports. ``store`` writes the veths' names after."""
+
+    net: object
+    row: Container
+    endpoints: list[Endpoint]
+    path: str
+    wires: list
+    ports: list
+    names: list[tuple[str, str]] = field(default_factory=list)
+
+    def __call__(self) -> None:
+        publishing = False
+        try:
+            self.names = [self.net.attach(self.path, wire) for wire in self.wires]
+            publishing = True
+            if self.ports:
+                self.net.publish(self.row.id, self.ports)
+        except Exception as error:
+            raise _failure(self.row, self.endpoints, error, publishing) from error
+
+    def store(self) -> None:
+        for endpoint, (host_veth, inside) in zip(self.endpoints, self.names):
+            Endpoint.objects.filter(pk=endpoint.pk).update(veth_host=host_veth, veth_container=inside)
+            endpoint.veth_host, endpoint.veth_container = host_veth, inside
+
+
+def _endpoint_spec(endpoint: Endpoint, interface: str, default_route: bool):
     network = endpoint.network
-    spec = networking_api().EndpointSpec(
+    return networking_api().EndpointSpec(
         endpoint_id=endpoint.endpoint_id, device=network.bridge_name, address=endpoint.ip_address,
         prefix_length=endpoint.prefix_length, gateway=network.gateway, mac=endpoint.mac_address,
         interface=interface, default_route=default_route)
-    host_veth, inside = net.attach(path, spec)
+
+
+def _attach(net, path: str, endpoint: Endpoint, interface: str, default_route: bool) -> None:
+    host_veth, inside = net.attach(path, _endpoint_spec(endpoint, interface, default_route))
     Endpoint.objects.filter(pk=endpoint.pk).update(veth_host=host_veth, veth_container=inside)
     endpoint.veth_host, endpoint.veth_container = host_veth, inside
 
 
-def _publish(net, row: Container, endpoints: list[Endpoint]) -> None:
-    """Claim every mapping's host port (the database decides between containers), then one
+def _claim_ports(net, row: Container, endpoints: list[Endpoint]) -> list:
+    """Claim every mapping's host port (the database decides between containers); the specs for one
     atomic publish (the kernel layer refuses ports some process holds)."""
     mappings = list(PortMapping.objects.filter(container_id=row.id).order_by("id"))
     reachable = [e for e in endpoints if e.ip_address and not e.network.internal]
     if not mappings or not reachable:
-        return
+        return []
     container_ip = reachable[0].ip_address
-    specs = []
-    for mapping in mappings:
-        port = _claim(net, mapping)
-        specs.append(networking_api().PortSpec(protocol=mapping.protocol, host_ip=mapping.host_ip, host_port=port,
-                                               container_ip=container_ip, container_port=mapping.container_port))
-    net.publish(row.id, specs)
+    return [networking_api().PortSpec(protocol=mapping.protocol, host_ip=mapping.host_ip,
+                                      host_port=_claim(net, mapping), container_ip=container_ip,
+                                      container_port=mapping.container_port)
+            for mapping in mappings]
 
 
 def _claim(net, mapping: PortMapping) -> int:

@@ -7,7 +7,7 @@ and returns plain data. A runtime error comes back as data too
 (``error_from_data``): exceptions are never pickled through Celery.
 
 Networking (``console.networking``) is wired around the runtime's calls:
-set up before PID 1 starts, ports released when it ends, everything torn
+set up while PID 1 is created and before it runs, ports released when it ends, everything torn
 down at remove; the embedded DNS hears of each change (``dns_sync``).
 
 Every task may run twice (acks_late redelivers a task whose worker died, and
@@ -127,24 +127,27 @@ def create_container(container_id: str) -> None:
 
 
 def _start(engine, container_id: str) -> None:
-    """Network first (bridges, namespace, veths, ports), then PID 1; a failure of either leaves
-    the container as it was, with nothing of its network behind."""
+    """Network and PID 1: bridges, namespace and host ports first, the veths and the port map while
+    conmon and runc create PID 1 (``Wiring``), PID 1's command once both are done. A failure of
+    either leaves the container as it was, with nothing of its network behind."""
     with networking.network_lock(container_id):
         if engine.get(container_id).running:
             return  # a duplicate of a start that won the lock
         row = _row(container_id)
         try:
             links.check_running(row, lambda target_id: _is_running(engine, target_id))
-            network, dns = networking.set_up(row)
+            network, dns, wiring = networking.set_up(row)
         except BerthError as error:
             engine.record_failed_start(container_id, StartFailed(str(error), NetworkingFailed.exit_code))
             raise
         try:
-            engine.start(container_id, network=network, dns=dns)
+            engine.start(container_id, network=network, dns=dns, alongside=wiring)
         except BaseException:
             if networking.has_own_namespace(row):
                 networking.undo(container_id, networking.endpoints_of(row))
             raise
+        if wiring is not None:
+            wiring.store()
 
 
 def _is_running(engine, container_id: str) -> bool:

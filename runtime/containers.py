@@ -29,12 +29,13 @@ import socket
 import subprocess
 import termios
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from tty import setraw  # by name: open_exec's tty= argument would shadow the module
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import logs, monitor
 from .errors import (
@@ -182,13 +183,19 @@ class Runtime:
 
     # --- start ------------------------------------------------------------
 
-    def start(self, reference: str, network: NetworkSpec | None = None, dns: list[str] | None = None) -> Container:
+    def start(self, reference: str, network: NetworkSpec | None = None, dns: list[str] | None = None,
+              alongside: Callable[[], None] | None = None) -> Container:
         """Run PID 1. ``network`` and ``dns``, when given, replace the spec's before it runs.
 
         The networking layer prepares a container's namespace at each start
         (its addresses may have changed since create: networks connected or
         disconnected meanwhile), so /etc/hosts, /etc/resolv.conf and the
         bundle are written again from the new values.
+
+        ``alongside`` (wiring the namespace's veths and ports, say) runs in a thread while conmon and
+        ``runc create`` make PID 1, and has finished before PID 1 runs its command; when it fails, PID 1
+        never runs, the start is recorded as failed (its error's ``exit_code``, 128 by default) and its
+        error is raised. Either way it has ended when ``start`` returns or raises.
         """
         container = self.get(reference)
         with self._locked(container.id):
@@ -196,10 +203,12 @@ class Runtime:
             if container.state.status == STATUS_PAUSED:
                 raise ContainerPaused(container.id)
             if container.state.status == STATUS_RUNNING:
+                if alongside is not None:
+                    alongside()  # what it wires belongs to the PID 1 that runs already
                 return container
             if network is not None or dns is not None:
                 self._set_network(container, network, dns)
-            self._launch(container)
+            self._launch(container, alongside)
             return container
 
     def _set_network(self, container: Container, network: NetworkSpec | None, dns: list[str] | None) -> None:
@@ -227,7 +236,7 @@ class Runtime:
                 self._record_failed_start(container, failure)
         return container
 
-    def _launch(self, container: Container) -> None:
+    def _launch(self, container: Container, alongside: Callable[[], None] | None = None) -> None:
         directory = self.state.container_dir(container.id)
         network = container.spec.network
         if network.mode == NETWORK_NETNS and not os.path.exists(network.netns_path):
@@ -238,11 +247,7 @@ class Runtime:
         self.runc.delete(container.id)
         _remove(self._exit_file(container.id))
         try:
-            pid = monitor.start_monitor(
-                container.id, container.name, self._monitor_paths(container.id),
-                self.runc.binary, self.runc.root, container.spec.tty, container.spec.open_stdin,
-                container.spec.stdin_once,
-            )
+            pid = self._create_pid1(container, alongside)
             # Before runc start lets PID 1 run: a quick exit must not finish before it started.
             started_at = _now()
             self.runc.start(container.id, pid)
@@ -258,6 +263,48 @@ class Runtime:
         container.monitor_pid = _read_int(directory / "monitor.pid")
         container.monitor_start_time = _start_time(container.monitor_pid)
         self._save(container)
+
+    def _create_pid1(self, container: Container, alongside: Callable[[], None] | None) -> int:
+        """conmon + ``runc create`` (two Go start-ups, ~30 ms), ``alongside`` in a thread beside them; PID 1's pid.
+
+        ``alongside``'s failure wins over create's (run one after the other, it came first): the
+        created PID 1 goes before its command ever ran, the start is recorded as failed, its error raised.
+        """
+        def create() -> int:
+            return monitor.start_monitor(container.id, container.name, self._monitor_paths(container.id),
+                                         self.runc.binary, self.runc.root, container.spec.tty,
+                                         container.spec.open_stdin, container.spec.stdin_once)
+
+        if alongside is None:
+            return create()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="berth-alongside") as pool:
+            beside = pool.submit(alongside)
+            try:
+                pid = create()
+            except BaseException:
+                if beside.exception() is None:
+                    raise
+                pid = 0
+            error = beside.exception()  # waits: nothing of it may run on after start answers
+        if error is not None:
+            self._discard_created(container.id, pid)
+            self._record_failed_start(container, _start_failure_of(error))
+            raise error
+        return pid
+
+    def _discard_created(self, container_id: str, pid: int) -> None:
+        """A created PID 1 that must not run: killed before its command, and no exit file left for a
+        watcher to take for an exit (conmon writes it once PID 1 is reaped, so wait for conmon)."""
+        if not pid:
+            return
+        self.runc.delete(container_id)
+        monitor_pid = _read_int(self.state.container_dir(container_id) / "monitor.pid")
+        try:
+            with _pidfd(monitor_pid, _start_time(monitor_pid)) as fd:
+                select.select([fd], [], [], KILL_WAIT)
+        except (ProcessLookupError, OSError):
+            pass  # gone already
+        _remove(self._exit_file(container_id))
 
     def _record_failed_start(self, container: Container, failure: Exception) -> None:
         """Leave the container as it was, with Docker's exit code and the reason; nothing running."""
@@ -854,6 +901,13 @@ def _write_json(path: Path, data) -> None:
     except BaseException:
         _remove(temporary)
         raise
+
+
+def _start_failure_of(error: BaseException) -> StartFailed:
+    """What a failed start records: the error's own exit code when it has one (Docker's 128 else)."""
+    if isinstance(error, StartFailed):
+        return error
+    return StartFailed(str(error), getattr(error, "exit_code", None) or 128)
 
 
 def _read_int(path: Path) -> int:

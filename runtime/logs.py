@@ -661,6 +661,10 @@ def _tail(ls: _LogSet, n: int, want, since_ns, until_ns, include_unfinished: boo
             settle(s)
         if not open_ and (below_since or (len(chains) >= n and (len(seen) == len(want) or end - pos > GAP))):
             break
+        if since_ns is None and not open_ and certain() >= n and _stream_token(line) in seen:
+            # Looking back for a stream not seen yet (its unfinished last line would rank first):
+            # a line of a stream already seen can change nothing now, so it is not parsed.
+            continue
         parsed = _parse(line)
         if parsed is None:
             continue
@@ -697,6 +701,13 @@ def _tail(ls: _LogSet, n: int, want, since_ns, until_ns, include_unfinished: boo
         settle(s)  # reached the beginning
     chains.sort(key=lambda c: c.key)
     return [c.record() for c in chains[-n:]]
+
+
+def _stream_token(line: bytes) -> bytes:
+    """A record's stream field (b"stdout"), the rest of the line unparsed; b"" if there is none."""
+    start = line.find(b" ") + 1
+    stop = line.find(b" ", start, start + 7) if start else -1
+    return line[start:stop] if stop > 0 else b""
 
 
 def _add_last_line(ls, end, s, t, pos, text, add, skipping, include_unfinished) -> None:

@@ -222,6 +222,7 @@ class Request:
         self.started = False  # a status line went out
         self.hijacked = False
         self.stream_open = False
+        self.pending_head = b""  # a deferred stream's status line and headers, not sent yet
 
     def _body(self) -> Body:
         encoding = self.headers.get("transfer-encoding", "").lower()
@@ -295,13 +296,33 @@ class Request:
         return "upgrade" in self.headers.get("connection", "").lower() or "upgrade" in self.headers
 
     async def stream(self, content_type: str, status: int = 200,
-                     headers: list[tuple[str, str]] = ()) -> "ChunkedStream":
-        """Send the status and headers now; the body follows in chunks of unknown total length."""
+                     headers: list[tuple[str, str]] = (), defer: bool = False) -> "ChunkedStream":
+        """Send the status and headers now; the body follows in chunks of unknown total length.
+
+        ``defer``: keep the headers until the first chunk (or the end) and send them in the same
+        write. One write instead of two for a short answer, and an error before any byte still
+        gets its own status. Not for streams a client waits on before the first chunk (follow).
+        """
         extra = [("Content-Type", content_type), *headers, ("Transfer-Encoding", "chunked")]
-        await self.conn.write_head(status, extra)
-        self.started = True
         self.stream_open = True
+        if defer:
+            self.pending_head = self.conn.head(status, extra)
+        else:
+            await self.conn.write_head(status, extra)
+            self.started = True
         return ChunkedStream(self)
+
+    def take_head(self) -> bytes:
+        """A deferred stream's headers, once: they go out in front of what is written now."""
+        head, self.pending_head = self.pending_head, b""
+        if head:
+            self.started = True
+        return head
+
+    def drop_stream(self) -> None:
+        """Forget a deferred stream whose headers never went out: an error response replaces it."""
+        self.pending_head = b""
+        self.stream_open = False
 
     async def hijack(self, content_type: str) -> "Hijacked":
         """Answer 101 UPGRADED (200 without an Upgrade header) and hand over the raw connection.
@@ -351,13 +372,15 @@ class ChunkedStream:
     async def write(self, data: bytes) -> None:
         if not data:
             return
-        self.writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.writer.write(self.request.take_head() + b"%x\r\n%s\r\n" % (len(data), data))
         await self.writer.drain()
 
-    async def end(self) -> None:
+    async def end(self, data: bytes = b"") -> None:
+        """The last chunk, if any, and the end of the body, in one write."""
         if self.request.stream_open:
             self.request.stream_open = False
-            self.writer.write(b"0\r\n\r\n")
+            last = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+            self.writer.write(self.request.take_head() + last + b"0\r\n\r\n")
             await self.writer.drain()
 
 
@@ -512,6 +535,7 @@ class Connection:
                 log.warning("%s %s failed after the response began: %s", request.method, request.target, known[1])
                 self.must_close = True
                 return
+            request.drop_stream()
             response = error_response(*known)
         finally:
             await self._stop_watcher()
@@ -546,22 +570,28 @@ class Connection:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
 
-    async def write_head(self, status: int, headers: list[tuple[str, str]]) -> None:
+    @staticmethod
+    def head(status: int, headers: list[tuple[str, str]]) -> bytes:
+        """The status line and headers of a response, with the blank line after them."""
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
         lines += [f"{name}: {value}" for name, value in (*_common_headers(), *headers)]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def write_head(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.writer.write(self.head(status, headers))
         await self.writer.drain()
 
     async def send(self, response: Response, head_only: bool = False) -> None:
+        """Headers and body in one write: the client reads one message, not two."""
         headers = list(response.headers)
         if response.content_type:
             headers.insert(0, ("Content-Type", response.content_type))
         if response.status not in (101, 204, 304):
             headers.append(("Content-Length", str(len(response.body))))
-        await self.write_head(response.status, headers)
-        if response.body and not head_only and response.status not in (204, 304):
-            self.writer.write(response.body)
-            await self.writer.drain()
+        head = self.head(response.status, headers)
+        with_body = response.body and not head_only and response.status not in (204, 304)
+        self.writer.write(head + response.body if with_body else head)
+        await self.writer.drain()
 
     async def _send_quietly(self, response: Response, head_only: bool) -> None:
         try:

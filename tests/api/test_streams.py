@@ -51,6 +51,17 @@ def test_logs_pick_streams_tail_and_timestamps(client, container, fake_runtime):
     assert stream == 2 and text == b"oops\n" and stamp.endswith(b"Z") and b"T" in stamp
 
 
+@pytest.mark.parametrize("query", ["stdout=1&stderr=1", "stdout=1&stderr=1&tail=1500"])
+def test_a_log_larger_than_a_send_block_comes_back_whole_and_in_order(client, container, fake_runtime, query):
+    cid = container()
+    lines = [(1 if n % 3 else 2, f"line {n:05d} ".encode() + b"x" * 200) for n in range(2000)]  # ~430 KiB
+    for stream, text in lines:
+        fake_runtime.log(cid, "stdout" if stream == 1 else "stderr", text)
+    status, _, body = _logs(client, cid, query)
+    expected = [(stream, text + b"\n") for stream, text in lines]
+    assert status == 200 and stdcopy.parse(body) == (expected[-1500:] if "tail" in query else expected)
+
+
 def test_logs_without_any_stream_are_400(client, container):
     cid = container()
     status, _, body = _logs(client, cid, "follow=1")

@@ -13,6 +13,7 @@ import pytest
 
 from runtime import (
     Tmpfs,
+    BerthError,
     BindMount,
     ContainerNotRunning,
     ContainerRunning,
@@ -169,6 +170,33 @@ def test_a_missing_command_fails_start_with_127_and_leaves_nothing_running(engin
     state = engine.get(container.id).state
     assert (state.status, state.exit_code) == ("created", 127)
     assert not engine.runc.exists(container.id)
+    assert not list(CGROUP_ROOT.glob(f"*/{engine.state.cgroup_parent}/{container.id}"))
+
+
+class WiringFailed(BerthError):
+    exit_code = 128
+
+
+def test_work_alongside_the_start_runs_before_pid_1s_command(engine, run, tmp_path):
+    container = run("cat", "/wiring/done", start=False, mounts=[BindMount(str(tmp_path), "/wiring", readonly=True)])
+
+    engine.start(container.id, alongside=lambda: (time.sleep(0.2), (tmp_path / "done").write_text("wired")))
+
+    assert engine.wait(container.id, timeout=10) == 0  # PID 1 found what was done alongside
+
+
+def test_a_failure_alongside_the_start_keeps_pid_1_from_running_and_leaves_nothing(engine, run):
+    container = run("sleep", "1000", start=False)
+
+    def fail():
+        raise WiringFailed("port is already allocated")
+
+    with pytest.raises(WiringFailed, match="already allocated"):
+        engine.start(container.id, alongside=fail)
+    state = engine.get(container.id).state
+    assert (state.status, state.exit_code) == ("created", 128)
+    assert not engine.runc.exists(container.id)
+    assert not (engine.state.exits / container.id).exists()
     assert not list(CGROUP_ROOT.glob(f"*/{engine.state.cgroup_parent}/{container.id}"))
 
 

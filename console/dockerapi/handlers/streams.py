@@ -28,6 +28,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from runtime import logs as runtime_logs
 from runtime.errors import NotFound
@@ -51,6 +52,9 @@ RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 STDIN_PACKET = 8192  # conmon reads its attach socket in 32 KiB packets; stay well below
 QUIET_WAKE = 0.25
+BLOCK_BYTES = 256 << 10  # logs without follow: rendered output is sent in blocks of about this size
+BLOCK_BACKLOG = 8  # blocks read ahead of the client
+INLINE_TAIL = 1000  # a tail of at most this many lines, without follow, is read and sent in one go
 DB_CHECK = 1.0
 _STREAMS = {"stdout": stdcopy.STDOUT, "stderr": stdcopy.STDERR}
 
@@ -135,29 +139,96 @@ async def logs(api, request):
     until = timestamp_ns("until", request.arg("until"))
     tail = tail_count(request.arg("tail"))
     timestamps = boolean(request.arg("timestamps"))
-    target = await api.sync(_target, api.services, reference)
-    runtime = api.runtime
-    path = local.log_path(runtime, target.id)
-    follow = boolean(request.arg("follow")) and local.is_running(runtime, target.id)
     options = dict(tail=tail, since_ns=since, until_ns=until, stdout=stdout, stderr=stderr)
-
-    def records(stop):
-        if follow:
+    runtime = api.runtime
+    plan = await api.sync(_plan_logs, api.services, runtime, reference, boolean(request.arg("follow")),
+                          options, timestamps)
+    target, path, output = plan.target, plan.path, plan.output
+    kind = content_type(request, target.tty)
+    if plan.tail is not None:
+        stream = await request.stream(kind, defer=True)
+        await stream.end(plan.tail)
+        return None
+    if plan.follow:
+        def records(stop):
             return runtime_logs.follow_logs(path, is_alive=lambda: local.is_running(runtime, target.id),
                                             poll_interval=0.05, stop=stop, **options)
-        return runtime_logs.read_logs(path, **options)
 
-    stream = await request.stream(content_type(request, target.tty))
+        return await _follow(request, await request.stream(kind), iterate_in_thread(records), output)
+    blocks = iterate_in_thread(lambda stop: _blocks(runtime_logs.read_logs(path, **options), output),
+                               backlog=BLOCK_BACKLOG)
+    return await _send_blocks(request, await request.stream(kind, defer=True), blocks)
+
+
+@dataclass
+class _LogsPlan:
+    target: _Target
+    path: Path
+    follow: bool
+    output: Callable[[object], bytes]  # a record as the client gets it
+    tail: bytes | None  # all of the answer, for a short tail without follow
+
+
+def _plan_logs(services, runtime, reference: str, follow: bool, options: dict, timestamps: bool) -> _LogsPlan:
+    """The container, and whether its logs are followed; a short tail without follow is read here.
+
+    A tail's records are in memory anyway (runtime.logs gathers them backwards): reading a short
+    one in the worker thread that looked the container up spares ``docker logs --tail 100`` a
+    thread of its own, a hand-over per record and a write per chunk.
+    """
+    target = _target(services, reference)
+    path = local.log_path(runtime, target.id)
+    follow = follow and local.is_running(runtime, target.id)
+
+    def output(record) -> bytes:
+        data = (record.rfc3339().encode() + b" " + record.data) if timestamps else record.data
+        return render(record.stream, data, target.tty)
+
+    tail = None
+    if not follow and options["tail"] is not None and options["tail"] <= INLINE_TAIL:
+        tail = b"".join(output(record) for record in runtime_logs.read_logs(path, **options))
+    return _LogsPlan(target, path, follow, output, tail)
+
+
+def _blocks(records, output) -> Iterator[bytes]:
+    """The records rendered, joined into blocks of about BLOCK_BYTES: one chunk (and write) per block."""
+    parts, size = [], 0
+    for record in records:
+        data = output(record)
+        parts.append(data)
+        size += len(data)
+        if size >= BLOCK_BYTES:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
+async def _follow(request, stream, batches, output) -> None:
+    """Records as they come, until the container is gone or the client is."""
     gone = request.watch_disconnect()
-    async for batch in _until_gone(iterate_in_thread(records), gone):
-        data = b"".join(
-            render(r.stream, (r.rfc3339().encode() + b" " + r.data) if timestamps else r.data, target.tty)
-            for r in batch)
-        await stream.write(data)
+    async for batch in _until_gone(batches, gone):
+        await stream.write(b"".join(output(record) for record in batch))
     if gone.is_set():
         request.conn.must_close = True
         return None
     await stream.end()
+    return None
+
+
+async def _send_blocks(request, stream, blocks) -> None:
+    """What the log holds now, block by block. The deferred headers go out with the first block;
+    each block is held back until the next is read, so the last goes out with the end of the body."""
+    gone = request.watch_disconnect()
+    held = b""
+    async for batch in _until_gone(blocks, gone):
+        for block in batch:
+            await stream.write(held)
+            held = block
+    if gone.is_set():
+        request.conn.must_close = True
+        return None
+    await stream.end(held)
     return None
 
 
