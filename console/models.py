@@ -113,6 +113,9 @@ class Container(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     restart_count = models.IntegerField(default=0)
+    # Stopped or killed by a user: the restart policy leaves it alone (``console.restart``) until
+    # the user starts it again; ``unless-stopped`` also stays stopped when the worker starts.
+    manually_stopped = models.BooleanField(default=False)
     # The network namespace its networking layer made (inspect's SandboxKey); empty without one.
     sandbox_key = models.CharField(max_length=255, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -171,6 +171,7 @@ def start_container(ref: str, user=None, source: str = "api") -> tuple[Container
     with _operation("container.start", user, source, container):
         if container.state == Container.STATE_PAUSED:
             raise Conflict("cannot start a paused container, try unpause instead")
+        _started_by_user(container)
         try:
             outcome = _call(tasks.start_container, container.host, container.id, _now_iso())
         except ContainerPaused:
@@ -180,6 +181,18 @@ def start_container(ref: str, user=None, source: str = "api") -> tuple[Container
                 _remove_after_failed_start(container)
             raise
     return _reload(container), outcome["started"]
+
+
+def _started_by_user(container: Container) -> None:
+    """A start by hand: the restart policy counts from zero again and a manual stop is forgotten (Docker).
+    A start of what runs changes nothing (the API's 304)."""
+    Container.objects.filter(pk=container.id).exclude(state=Container.STATE_RUNNING).update(
+        restart_count=0, manually_stopped=False)
+
+
+def _stopped_by_user(container: Container) -> None:
+    """Marked before PID 1 is signalled, so the exit watcher never restarts what the user stopped."""
+    Container.objects.filter(pk=container.id).update(manually_stopped=True)
 
 
 def _remove_after_failed_start(container: Container) -> None:
@@ -198,6 +211,7 @@ def stop_container(ref: str, timeout: int | None = None, signal: str | None = No
         check_signal(signal)
     timeout = _timeout(timeout)
     with _operation("container.stop", user, source, container, detail={"timeout": timeout, "signal": signal}):
+        _stopped_by_user(container)
         outcome = _call(tasks.stop_container, container.host, container.id, timeout, signal or None,
                         extra_wait=_grace(container, timeout) + KILL_WAIT)
     return _reload(container), outcome["was_running"]
@@ -207,6 +221,8 @@ def restart_container(ref: str, timeout: int | None = None, user=None, source: s
     container = get_container(ref)
     timeout = _timeout(timeout)
     with _operation("container.restart", user, source, container, detail={"timeout": timeout}):
+        # Its stop is the user's (no policy restart meanwhile); the task forgets it as it starts.
+        Container.objects.filter(pk=container.id).update(restart_count=0, manually_stopped=True)
         try:
             _call(tasks.restart_container, container.host, container.id, timeout, _now_iso(),
                   extra_wait=_grace(container, timeout) + KILL_WAIT)
@@ -222,6 +238,7 @@ def kill_container(ref: str, signal: str = "SIGKILL", user=None, source: str = "
     signal = str(signal or "SIGKILL")
     check_signal(signal)
     with _operation("container.kill", user, source, container, detail={"signal": signal}):
+        _stopped_by_user(container)  # any signal, as moby's kill does
         try:
             _call(tasks.kill_container, container.host, container.id, signal, extra_wait=KILL_WAIT)
         except ContainerNotRunning:
@@ -254,6 +271,9 @@ def remove_container(ref: str, force: bool = False, volumes: bool = False, user=
     """
     container = get_container(ref)
     with _operation("container.remove", user, source, container, detail={"force": force, "volumes": volumes}):
+        if container.state == Container.STATE_RESTARTING and not force:
+            raise Conflict(f'cannot remove container "{ref}": container is restarting: '
+                           f'stop the container before removing or force remove')
         if container.running and not force:
             container = _refreshed(container)  # the row may lag an exit by a few milliseconds
             if container.state == Container.STATE_PAUSED:

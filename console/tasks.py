@@ -200,6 +200,7 @@ def restart_container(container_id: str, timeout: int | None = None, requested_a
         engine.stop(container_id, timeout)
         state.record(container_id)
         networking.release_ports(container_id)
+        Container.objects.filter(pk=container_id).update(manually_stopped=False)  # started by hand, as Docker
         _start(engine, container_id)
     finally:
         state.record(container_id)

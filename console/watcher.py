@@ -9,12 +9,24 @@ wakes the thread, which scans it. Where inotify is missing it polls every
     exits/<id> appears --> state.record(id): exited, exit code, finished_at --> event
                                 |
                                 +-- AutoRemove --> runtime remove, row deleted --> event removed=True
+                                |
+                                +-- restart policy says so (``console.restart``) --> "restarting",
+                                    a timer in this process waits the back-off --> the start task's code
 
 Before watching, ``reconcile`` makes the database match the host again after
 any Berth process restarted: exits that happened meanwhile are stored,
 interrupted removals finished, rows whose container is gone marked dead,
 containers no row owns collected, images synced; then the network: what
-rows expect remade, what no row owns collected (``networking.reconcile``).
+rows expect remade, what no row owns collected (``networking.reconcile``);
+last, stopped containers whose policy is ``always`` (or ``unless-stopped``
+without a manual stop) started again.
+
+Restarts wait on a ``threading.Timer`` here rather than a Celery countdown:
+the back-off starts at 100 ms, finer than a trip through the broker's ETA
+queue, and it is state of the moment like Docker's restart manager. A timer
+lost with the worker is made good at its next start: reconcile starts the
+``always`` and ``unless-stopped`` ones, and the first full scan looks at every
+exit again (``considered`` starts empty), so an ``on-failure`` one is retried.
 """
 
 from __future__ import annotations
@@ -29,12 +41,13 @@ import time
 
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
+from django.db.models import F
 from django.utils import timezone
 
 from runtime.errors import BerthError, NoSuchContainer
 
-from . import collector, dns_sync, events, networking, state, volume_services
+from . import collector, dns_sync, events, networking, restart, state, volume_services
 from .models import Container, Operation
 from .runtime_access import get_runtime
 
@@ -49,14 +62,32 @@ _IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_CREATE = 0x8, 0x80, 0x100
 _STOPPED_STATES = (Container.STATE_EXITED, Container.STATE_DEAD)
 
 
+def start_timer(delay: float, fire) -> threading.Timer:
+    def fire_and_close() -> None:
+        try:
+            fire()
+        finally:
+            connection.close()  # the timer thread's own connection
+
+    timer = threading.Timer(delay, fire_and_close)
+    timer.name, timer.daemon = "berth-restart", True
+    timer.start()
+    return timer
+
+
 class ExitWatcher:
-    def __init__(self, host: str):
+    """``schedule(delay, fire)`` runs ``fire`` after ``delay`` seconds: a timer, or a test's recorder."""
+
+    def __init__(self, host: str, schedule=start_timer):
         self.host = host
         self.runtime = get_runtime()
         self.exits = self.runtime.state.exits
         self.stopping = threading.Event()
         self.seen: dict[str, tuple[int, int]] = {}    # id -> (inode, mtime) of an exit file dealt with
         self.unsettled: dict[str, float] = {}          # id -> when its exit file was first seen
+        self.schedule = schedule
+        self.considered: dict[str, object] = {}       # id -> finished_at of the exit the policy was asked about
+        self.delays: dict[str, float] = {}            # id -> the back-off of its last restart
 
     def run(self) -> None:
         try:
@@ -93,6 +124,8 @@ class ExitWatcher:
             del self.seen[name]
         for name in set(self.unsettled) - set(files):
             del self.unsettled[name]
+        if full:
+            self.forget_removed()
         todo = [name for name, key in files.items() if full or self.seen.get(name) != key]
         if not todo:
             return
@@ -104,16 +137,74 @@ class ExitWatcher:
             if row is None or _settled(row):
                 self.seen[name] = files[name]
                 self.unsettled.pop(name, None)
+                if row is not None:
+                    self.apply_policy(row)
             elif time.monotonic() - self.unsettled.setdefault(name, time.monotonic()) > UNSETTLED_LIMIT:
                 log.warning("container %s has an exit file but stays %s; left alone", name, row.state)
                 self.seen[name] = files[name]
                 self.unsettled.pop(name, None)
 
+    def forget_removed(self) -> None:
+        """The back-off of removed containers. Not keyed on exit files: a restart removes its file,
+        and the back-off must outlive that until the next exit."""
+        for name in [name for name in self.considered if not self.runtime.state.container_dir(name).exists()]:
+            del self.considered[name]
+            self.delays.pop(name, None)
+
+    def apply_policy(self, row: Container) -> None:
+        """Once per exit (whoever stored it: a start task sees a quick exit first): schedule the
+        restart its policy asks for, after the back-off."""
+        if row.state != Container.STATE_EXITED or self.considered.get(row.id) == row.finished_at:
+            return
+        self.considered[row.id] = row.finished_at
+        policy = restart.policy_of(row.host_config)
+        # A start that failed (row.error) is no exit of a running PID 1: Docker restarts neither.
+        if row.error or not restart.should_restart(policy, row.exit_code, row.restart_count, row.manually_stopped):
+            self.delays.pop(row.id, None)
+            return
+        uptime = (row.finished_at - row.started_at).total_seconds() if row.started_at and row.finished_at else 0.0
+        delay = restart.next_delay(self.delays.get(row.id), uptime)
+        self.delays[row.id] = delay
+        if mark_restarting(row):
+            self.schedule(delay, lambda: restart_after_exit(row.id, row.finished_at))
+
+
+def mark_restarting(row: Container) -> bool:
+    """"restarting" while the back-off runs, unless something happened to it since the exit was seen."""
+    with state.container_lock(row.id):
+        marked = Container.objects.filter(pk=row.id, state=Container.STATE_EXITED, finished_at=row.finished_at,
+                                          manually_stopped=False).update(state=Container.STATE_RESTARTING)
+        if marked:
+            events.container_changed(row.id, Container.STATE_RESTARTING, row.exit_code)
+    return bool(marked)
+
+
+def restart_after_exit(container_id: str, finished_at) -> None:
+    """The back-off is over: start it through the start task's code (network set up again, events),
+    unless a user stopped, started or removed it meanwhile. Runs in the worker, on its host."""
+    from . import tasks  # tasks imports this module to start the watcher
+
+    try:
+        claimed = Container.objects.filter(
+            pk=container_id, state__in=(Container.STATE_RESTARTING, Container.STATE_EXITED),
+            finished_at=finished_at, manually_stopped=False,
+        ).update(restart_count=F("restart_count") + 1)
+        if not claimed:
+            if Container.objects.filter(pk=container_id, state=Container.STATE_RESTARTING).exists():
+                state.record(container_id)  # not "restarting" any more: what the host shows
+            return
+        networking.release_ports(container_id)  # a quick exit stored by its start task kept them
+        outcome = tasks.start_container(container_id)
+        if "error" in outcome:
+            log.warning("restart of container %s failed: %s", container_id, outcome["message"])
+    except Exception:
+        log.exception("restart of container %s failed", container_id)
+
 
 def _settled(row: Container) -> bool:
     """Nothing left to do for this exit: stored, and removed if it asked to be."""
-    if row.state == Container.STATE_REMOVING:
-        return True
+    if row.state in (Container.STATE_REMOVING, Container.STATE_RESTARTING):
+        return True  # its restart is scheduled: a new look would store "exited" again
     return row.state in _STOPPED_STATES and not row.auto_remove
 
 
@@ -207,6 +298,21 @@ def reconcile(host: str) -> None:
             log.warning("reconcile removed what no row owns: %s", ", ".join(removed))
     except Exception:
         log.exception("reconcile of the network failed")
+    start_by_policy(host)
+
+
+def start_by_policy(host: str) -> None:
+    """Stopped containers whose policy starts them with the worker (after a host reboot, a worker
+    restart, or a restart lost with the worker), through the start task's code."""
+    from . import tasks  # tasks imports this module to start the watcher
+
+    for row in Container.objects.filter(host=host, state=Container.STATE_EXITED):
+        if restart.starts_with_worker(restart.policy_of(row.host_config), row.manually_stopped):
+            # The worker's start clears a manual stop of an ``always`` one, as a daemon restart does.
+            Container.objects.filter(pk=row.id).update(manually_stopped=False)
+            outcome = tasks.start_container(row.id)
+            if "error" in outcome:
+                log.warning("start of container %s by its restart policy failed: %s", row.id, outcome["message"])
 
 
 def _reconcile_row(engine, row: Container, on_host: bool) -> None:
