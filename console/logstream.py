@@ -333,17 +333,10 @@ def _blocks_backward(fd: int) -> Iterator[bytes]:
 
 def download_chunks(path: Path, timestamps: bool = False) -> Iterator[bytes]:
     """The whole log as plain text (rotated parts included), in chunks of about DOWNLOAD_CHUNK bytes."""
-    chunk: list[bytes] = []
-    size = 0
-    for record in runtime_logs.read_logs(path):
-        data = (record.rfc3339().encode() + b" " + record.data) if timestamps else record.data
-        chunk.append(data)
-        size += len(data)
-        if size >= DOWNLOAD_CHUNK:
-            yield b"".join(chunk)
-            chunk, size = [], 0
-    if chunk:
-        yield b"".join(chunk)
+    def text(record) -> bytes:
+        return (record.rfc3339().encode() + b" " + record.data) if timestamps else record.data
+
+    return runtime_logs.in_blocks(map(text, runtime_logs.read_logs(path)), DOWNLOAD_CHUNK)
 
 
 async def in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

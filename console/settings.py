@@ -129,6 +129,15 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
+# BERTH_TLS=1 when the console is served over https (a TLS proxy in front of daphne): cookies are then
+# never sent over plain http, and the proxy's X-Forwarded-Proto is trusted so Django knows the request
+# was secure. The proxy must set that header itself, overwriting any a client sent.
+BERTH_TLS = envbool("BERTH_TLS", False)
+SESSION_COOKIE_SECURE = BERTH_TLS
+CSRF_COOKIE_SECURE = BERTH_TLS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BERTH_TLS else None
+SESSION_COOKIE_HTTPONLY = True  # always: no script reads the session cookie (htmx gets CSRF from <body>)
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CHANNEL_LAYERS = {

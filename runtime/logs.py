@@ -941,3 +941,16 @@ def _live(cursor: _Cursor, joiner: _Joiner, until_ns, is_alive, poll_interval, s
             stop.wait(poll_interval)
         else:
             _time.sleep(poll_interval)
+
+
+def in_blocks(parts: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
+    """Byte strings joined into blocks of about ``block_bytes``: one write a block, not one a line."""
+    block, size = [], 0
+    for part in parts:
+        block.append(part)
+        size += len(part)
+        if size >= block_bytes:
+            yield b"".join(block)
+            block, size = [], 0
+    if block:
+        yield b"".join(block)

@@ -28,7 +28,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from runtime import logs as runtime_logs
 from runtime.errors import NotFound
@@ -155,8 +155,10 @@ async def logs(api, request):
                                             poll_interval=0.05, stop=stop, **options)
 
         return await _follow(request, await request.stream(kind), iterate_in_thread(records), output)
-    blocks = iterate_in_thread(lambda stop: _blocks(runtime_logs.read_logs(path, **options), output),
-                               backlog=BLOCK_BACKLOG)
+    def rendered(stop):
+        return runtime_logs.in_blocks(map(output, runtime_logs.read_logs(path, **options)), BLOCK_BYTES)
+
+    blocks = iterate_in_thread(rendered, backlog=BLOCK_BACKLOG)
     return await _send_blocks(request, await request.stream(kind, defer=True), blocks)
 
 
@@ -188,20 +190,6 @@ def _plan_logs(services, runtime, reference: str, follow: bool, options: dict, t
     if not follow and options["tail"] is not None and options["tail"] <= INLINE_TAIL:
         tail = b"".join(output(record) for record in runtime_logs.read_logs(path, **options))
     return _LogsPlan(target, path, follow, output, tail)
-
-
-def _blocks(records, output) -> Iterator[bytes]:
-    """The records rendered, joined into blocks of about BLOCK_BYTES: one chunk (and write) per block."""
-    parts, size = [], 0
-    for record in records:
-        data = output(record)
-        parts.append(data)
-        size += len(data)
-        if size >= BLOCK_BYTES:
-            yield b"".join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b"".join(parts)
 
 
 async def _follow(request, stream, batches, output) -> None:
