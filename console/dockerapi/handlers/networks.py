@@ -8,9 +8,18 @@ from ..errors import HTTPError, not_found
 from ..params import boolean, check_filter_names, filters
 from ..server import Response, empty, json_response
 from ...filters import labels_match, name_matches
+from .containers import _BOOL, _MAP, _STR, _STRMAP, _check_fields
 
 NETWORK_FILTERS = {"name", "id", "driver", "type", "label", "scope", "dangling"}
 VOLUME_FILTERS = {"name", "dangling", "driver", "label"}
+
+# Go's types for the bodies, checked here so a wrong type is a 400 and never reaches the services.
+NETWORK_FIELDS = {
+    "Name": _STR, "Driver": _STR, "Scope": _STR, "Internal": _BOOL, "Attachable": _BOOL, "Ingress": _BOOL,
+    "ConfigOnly": _BOOL, "EnableIPv6": _BOOL, "CheckDuplicate": _BOOL, "IPAM": _MAP, "Options": _STRMAP,
+    "Labels": _STRMAP,
+}
+VOLUME_FIELDS = {"Name": _STR, "Driver": _STR, "DriverOpts": _STRMAP, "Labels": _STRMAP}
 
 
 def _networks(store, given: dict[str, list[str]]) -> list[dict]:
@@ -39,6 +48,7 @@ async def create_network(api, request) -> Response:
     body = await request.json()
     if not isinstance(body, dict):
         raise HTTPError(400, "json: cannot unmarshal into Go value of type network.CreateRequest")
+    _check_fields(body, NETWORK_FIELDS, "CreateRequest")
     network = await api.sync(api.services.create_network, body)
     return json_response({"Id": network.id, "Warning": ""}, 201)
 
@@ -63,7 +73,8 @@ def _container_ref(body) -> str:
 async def connect(api, request) -> Response:
     body = await request.json()
     container = _container_ref(body)
-    endpoint_config = body.get("EndpointConfig") or {}
+    endpoint_config = body.get("EndpointConfig")
+    endpoint_config = {} if endpoint_config is None else endpoint_config
     if not isinstance(endpoint_config, dict):
         raise HTTPError(400, "json: cannot unmarshal into Go struct field ConnectRequest.EndpointConfig")
     await api.sync(api.services.connect_network, request.params["id"], container, endpoint_config)
@@ -114,6 +125,7 @@ async def create_volume(api, request) -> Response:
     body = await request.json()
     if body is not None and not isinstance(body, dict):
         raise HTTPError(400, "json: cannot unmarshal into Go value of type volume.CreateOptions")
+    _check_fields(body or {}, VOLUME_FIELDS, "CreateOptions")
     volume = await api.sync(api.services.create_volume, body or {})
     return json_response(shapes.volume_inspect(volume), 201)
 
