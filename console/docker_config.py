@@ -46,10 +46,15 @@ def invalid(message: str, field: str = "value") -> InvalidValue:
     return error
 
 
+MAX_NAME = 255
+
+
 def check_name(name: str) -> str:
     """A container name without its leading "/"; Docker's rule and message."""
     if not NAME.match(name):
         raise invalid(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", "name")
+    if len(name.lstrip("/")) > MAX_NAME:  # a name is a file name in the state root
+        raise invalid(f"Invalid container name: longer than {MAX_NAME} characters", "name")
     return name.lstrip("/")
 
 

@@ -378,7 +378,7 @@ def get_container(ref: str) -> Container:
     container = Container.objects.filter(pk=reference).first()
     if container is None:
         container = Container.objects.filter(name=reference.lstrip("/")).first()
-    if container is None and _HEX.fullmatch(reference):
+    if container is None and len(reference) <= 64 and _HEX.fullmatch(reference):
         matches = list(Container.objects.filter(id__startswith=reference)[:2])
         if len(matches) > 1:
             raise invalid(f"multiple IDs found with provided prefix: {reference}", "container")

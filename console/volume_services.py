@@ -31,7 +31,7 @@ from runtime.errors import Conflict, NotFound
 from runtime.paths import tree_size
 
 from . import tasks
-from .docker_config import invalid
+from .docker_config import MAX_NAME, invalid
 from .models import Container, Mount, Volume
 from .operations import call as _call
 from .operations import operation as _operation
@@ -209,6 +209,8 @@ def check_volume_name(name: str) -> str:
         raise invalid(f'create {name}: "{name}" includes invalid characters for a local volume name, only '
                       '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, '
                       "use absolute path", "volume name")
+    if len(name) > MAX_NAME:  # a volume is a directory named after it
+        raise invalid(f"create {name[:32]}...: volume name longer than {MAX_NAME} characters", "volume name")
     return name
 
 
