@@ -14,8 +14,8 @@ import argparse
 import json
 import statistics
 
-from .common import RESULTS, exclusive
-from .engines import Engine, start_engines, stop_engines
+from .common import RESULTS
+from .engines import Engine, measured_on_both
 
 TARGET_RATIO = 0.25
 
@@ -35,12 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     options = parser.parse_args()
-    with exclusive():
-        berth, docker = start_engines(with_docker=True)
-        try:
-            result = measure([e for e in (berth, docker) if e], options.runs)
-        finally:
-            stop_engines(berth, docker)
+    result = measured_on_both(measure, options.runs)
     print(f"docker run --rm busybox true, median of {options.runs}")
     print(f"  Berth   {result['Berth']['median_s']:.3f} s")
     if "Docker" in result:

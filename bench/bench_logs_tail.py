@@ -16,8 +16,8 @@ import statistics
 import time
 from pathlib import Path
 
-from .common import RESULTS, exclusive
-from .engines import Berth, Engine, start_engines, stop_engines
+from .common import RESULTS
+from .engines import Berth, Engine, measured_on_both
 
 LINE = "x" * 999  # with its newline, 1,000 bytes
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -74,12 +74,7 @@ def main() -> None:
     parser.add_argument("--log-size", default="1G", help="bytes the container prints (1G, 200M, ...)")
     parser.add_argument("--runs", type=int, default=10)
     options = parser.parse_args()
-    with exclusive():
-        berth, docker = start_engines(with_docker=True)
-        try:
-            result = measure([e for e in (berth, docker) if e], parse_size(options.log_size), options.runs)
-        finally:
-            stop_engines(berth, docker)
+    result = measured_on_both(measure, parse_size(options.log_size), options.runs)
     for name in ("Berth", "Docker"):
         if name in result:
             figures = result[name]

@@ -18,8 +18,8 @@ import json
 import time
 
 from . import hostnet
-from .common import RESULTS, exclusive
-from .engines import Engine, start_engines, stop_engines
+from .common import RESULTS
+from .engines import Engine, measured_on_both
 
 FIRST_PORT = {"Berth": 30100, "Docker": 30500}  # apart, both engines being up at once
 SETTLE_S = 2.0  # lets the engines finish what follows a start (events, records) before memory is read
@@ -66,12 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--containers", type=int, default=200)
     options = parser.parse_args()
-    with exclusive():
-        berth, docker = start_engines(with_docker=True)
-        try:
-            result = measure([e for e in (berth, docker) if e], options.containers)
-        finally:
-            stop_engines(berth, docker)
+    result = measured_on_both(measure, options.containers)
     for name, figures in result.items():
         print(f"{name:7} {figures['containers']} x run -d -p: {figures['run_s']:.1f} s, rm -f of all: "
               f"{figures['rm_s']:.1f} s, per container RSS {figures['rss_per_container_mb']:.2f} MB, "

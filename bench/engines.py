@@ -29,6 +29,7 @@ from runtime.baseimage import busybox_layer
 from runtime.mounts import mount_points, unmount
 
 from . import hostnet
+from .common import exclusive
 
 DOCKER_CLI = "/usr/local/bin/docker" if Path("/usr/local/bin/docker").exists() else (shutil.which("docker") or "docker")
 BENCH_PREFIX = "berth-bench-"
@@ -196,6 +197,17 @@ def start_engines(with_docker: bool) -> tuple[Berth, Dockerd | None]:
         stop_engines(berth, docker)
         raise
     return berth, docker
+
+
+def measured_on_both(measure, *args):
+    """``measure(engines, *args)`` under the bench lock, with Berth and (when installed) Docker started
+    for it and stopped after: what each benchmark run on its own does."""
+    with exclusive():
+        berth, docker = start_engines(with_docker=True)
+        try:
+            return measure([engine for engine in (berth, docker) if engine], *args)
+        finally:
+            stop_engines(berth, docker)
 
 
 def stop_engines(berth: Berth | None, docker: Dockerd | None) -> None:

@@ -1,5 +1,6 @@
 """A real runtime (runc, conmon, overlayfs) over a state root of the suite's own."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,14 @@ def run(engine):
             engine.remove(container_id, force=True)
         except Exception:
             pass
+
+
+@pytest.fixture
+def netns():
+    """An empty network namespace of the test's own (what the networking layer gives a container); its path."""
+    name = unique("ns-")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from runtime import NETWORK_HOST, NetworkSpec
-from tests.conftest import unique
 
 # Capability numbers from linux/capability.h; Docker's default set.
 DOCKER_DEFAULT_CAPABILITIES = {
@@ -178,23 +177,13 @@ def test_the_container_cannot_change_its_own_network_namespace(engine, run):
     assert links == ["lo"]
 
 
-@pytest.fixture
-def bare_netns():
-    name = unique("sec-")
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
-
-
 def host_links() -> set[str]:
     return set(os.listdir("/sys/class/net"))
 
 
-def test_a_prepared_namespace_shows_none_of_the_hosts_links(engine, run, bare_netns):
+def test_a_prepared_namespace_shows_none_of_the_hosts_links(engine, run, netns):
     # The networking layer hands bridge containers a namespace like this one (veth added later).
-    text = in_container(engine, run, NETWORK_CHANGES, network=NetworkSpec(mode="netns", netns_path=bare_netns))
+    text = in_container(engine, run, NETWORK_CHANGES, network=NetworkSpec(mode="netns", netns_path=netns))
     assert_network_changes_refused(text)
     assert re.findall(r"^\d+: ([^:@]+)", text, re.M) == ["lo"]
     assert host_links() - {"lo"}, "the host should have links to hide"

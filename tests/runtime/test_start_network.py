@@ -1,23 +1,11 @@
 """A start that hands in the network the networking layer prepared (NetworkSpec, resolvers)."""
 
 import os
-import subprocess
 
 import pytest
 
 from runtime import NETWORK_HOST, NetworkSpec
 from runtime.errors import InvalidValue, StartFailed
-from tests.conftest import unique
-
-
-@pytest.fixture
-def netns():
-    name = unique("ns-")
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
 def test_a_namespace_made_after_create_is_joined_at_start_with_its_addresses_and_resolvers(engine, run, netns):
