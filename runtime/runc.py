@@ -64,6 +64,8 @@ class Runc:
             raise RuncError("cannot start an already running container" if pid and _running(pid)
                             else "container process is already dead")
         fifo.unlink(missing_ok=True)
+        if pid:
+            _wait_for_exec(pid)
 
     def kill(self, container_id: str, signal: int, all_processes: bool = False) -> None:
         self.run("kill", *(["--all"] if all_processes else []), container_id, str(signal))
@@ -128,6 +130,26 @@ def _read_fifo(fd: int, pid: int) -> bytes:
             break  # runc init closed its end: it execs the command now
         data += chunk
     return data
+
+
+INIT_COMM = b"runc:[2:INIT]\n"
+
+
+def _wait_for_exec(pid: int, timeout: float = 1.0) -> None:
+    """Until ``runc init`` has exec'd the command after closing its fifo end.
+
+    In that gap a signal meets runc's Go runtime, which, as a PID 1 that cannot die of it, exits 2:
+    a ``docker stop`` right after start would end in exit code 2 instead of the stop signal's.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as comm:
+                if comm.read() != INIT_COMM:
+                    return
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        time.sleep(0.0002)
 
 
 def _running(pid: int, start_time=None) -> bool:

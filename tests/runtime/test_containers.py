@@ -65,6 +65,17 @@ def test_stop_sends_sigkill_after_the_grace_period(engine, run):
     assert 0.9 <= took < 10
 
 
+def test_start_returns_once_pid_1_runs_the_command(engine, run):
+    # Before, PID 1 is still runc init: a SIGTERM then meets runc's Go runtime, which, unable to
+    # die of it as a PID 1, exits 2 (a stop right after start ended with code 2, not 137).
+    for _ in range(10):
+        container = run("sleep", "1000", start=False)
+        engine.start(container.id)
+        pid = engine.get(container.id).state.pid
+        assert Path(f"/proc/{pid}/comm").read_text() == "sleep\n"
+        engine.remove(container.id, force=True)
+
+
 def wait_for_line(engine, container_id, line: bytes, timeout=10):
     """Until PID 1 printed ``line``: its trap is in place then."""
     deadline = time.monotonic() + timeout
