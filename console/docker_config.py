@@ -20,10 +20,11 @@ from runtime.signals import parse_signal
 
 from .specs import parse_size
 
-NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
+NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: "$" would let a final newline through
+HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*\Z")
 ENV_KEY = re.compile(r"^[^=\s]+$")
 MIN_MEMORY = 6 * 1024 * 1024
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 PREDEFINED_NETWORKS = ("default", "bridge", "host", "none")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 LOG_DRIVERS = ("json-file", "local", "none")
@@ -107,7 +108,10 @@ class Fields:
         return bool(self._get(key, bool, "bool"))
 
     def integer(self, key: str, go_type: str = "int64") -> int | None:
-        return self._get(key, int, go_type)
+        value = self._get(key, int, go_type)
+        if value is not None and not INT64_MIN <= value <= INT64_MAX:
+            raise _type_error(value, f"{self.where}.{key}", go_type)  # Go's decoder refuses it as well
+        return value
 
     def strings(self, key: str) -> list[str] | None:
         values = self._get(key, list, "[]string")

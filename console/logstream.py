@@ -48,9 +48,8 @@ from django.utils.safestring import mark_safe
 from runtime import logs as runtime_logs
 
 from . import ansi
-from .dockerapi import local
 from .dockerapi.fdio import IN_CREATE, IN_MODIFY, IN_MOVED_TO, Notifier, produce_in_thread
-from .runtime_access import get_runtime
+from .runtime_access import log_path
 
 TAIL_LINES = 500  # shown at once, on the page and in the websocket's first message
 PAGE_LINES = 500  # older lines per request
@@ -90,11 +89,7 @@ def render_lines(records, highlight: str | None = None) -> str:
     return "".join(render_line(r, highlight) for r in records)
 
 
-# --- where a container's log is, and what it says of its state -------------------------------
-
-
-def log_path(container_id: str) -> Path:
-    return get_runtime().log_path(container_id)
+# --- what the page says of a container's state -----------------------------------------------
 
 
 def status_text(state: str, exit_code: int, removed: bool = False) -> str:
@@ -357,31 +352,32 @@ async def in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 # --- follow ------------------------------------------------------------------------------------
 
 
-def follow(container_id: str, tail: int = TAIL_LINES) -> AsyncIterator[list[str]]:
+def follow(container_id: str, running: threading.Event, tail: int = TAIL_LINES) -> AsyncIterator[list[str]]:
     """The websocket's messages (JSON text): the last ``tail`` lines first ({"reset": true}), then new ones.
 
     Yields lists of messages as they are ready; leaving the loop stops the
-    thread that reads the log. When PID 1 is gone, what it wrote last is
-    sent (a last line without newline too); when it runs again, its new
-    lines follow.
+    thread that reads the log. ``running`` is set while PID 1 runs, as the
+    container's row says (the web process reads the log file and nothing
+    else of the state root). When PID 1 is gone, what it wrote last is sent
+    (a last line without newline too); when it runs again, its new lines
+    follow.
     """
-    runtime = get_runtime()
-    path = runtime.log_path(container_id)
-
-    def running() -> bool:
-        return local.is_running(runtime, container_id)
+    path = log_path(container_id)
+    running = running.is_set
 
     def work(put, stop: threading.Event) -> None:
         batcher = _Batcher(put)
         waker = _Waker(path.parent, stop, batcher)
         try:
-            where = {"tail": tail}
+            where, newest = {"tail": tail}, -1
             while not waker.is_set():
                 for record in runtime_logs.follow_logs(path, is_alive=running, poll_interval=IDLE_WAKE, stop=waker,
                                                        **where):
                     batcher.add(record)
-                # PID 1 is gone and all it wrote is read: a next run's lines are stamped after now
-                where = {"since_ns": time.time_ns()}
+                    newest = max(newest, record.time_ns)
+                # PID 1 is gone and all it wrote is read: a next run's lines are stamped after the newest one.
+                # (Not "after now": the row says PID 1 is gone a little after it is, a restart may be quicker.)
+                where = {"since_ns": newest + 1}
                 while not waker.is_set() and not running():
                     waker.wait(IDLE_WAKE)  # hands over the batch, sleeps until the directory changes
         finally:

@@ -52,6 +52,8 @@ PUBLISHABLE = ("tcp", "udp")
 SUBNET_ATTEMPTS = 5
 ADDRESS_ATTEMPTS = 64
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+MAX_NETWORK_NAME = 255  # the column's width
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _HEX = re.compile(r"[0-9a-f]+")
 NETWORK_FILTERS = ("name", "id", "driver", "type", "label", "scope", "dangling")
@@ -124,8 +126,7 @@ def read_network_body(body) -> NetworkRequest:
     """``POST /networks/create``'s body, checked as moby checks it."""
     top = Fields(body, "CreateRequest")
     name = top.string("Name")
-    if not name:
-        raise invalid("network name is required", "name")
+    check_network_name(name)
     driver = top.string("Driver") or Network.DRIVER_BRIDGE
     if driver in (Network.DRIVER_HOST, Network.DRIVER_NULL):
         raise Forbidden(f'only one instance of "{driver}" network is allowed')
@@ -153,6 +154,17 @@ def read_network_body(body) -> NetworkRequest:
         config = Fields(configs[0], "CreateRequest.IPAM.Config")
         request.pool = ipam.read_pool(config.string("Subnet"), config.string("Gateway"), config.string("IPRange"))
     return request
+
+
+def check_network_name(name: str) -> str:
+    """Docker's rule for names of networks; a name is also a DNS label and a path of the API."""
+    if not name:
+        raise invalid("network name is required", "name")
+    if not NETWORK_NAME.fullmatch(name):
+        raise invalid(f'invalid network name "{name}": only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed', "name")
+    if len(name) > MAX_NETWORK_NAME:
+        raise invalid(f"invalid network name {name[:32]}...: longer than {MAX_NETWORK_NAME} characters", "name")
+    return name
 
 
 def create_network(body, user=None, source: str = "api") -> Network:

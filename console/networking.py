@@ -57,6 +57,20 @@ def network_lock(container_id: str):
         os.close(fd)
 
 
+@contextmanager
+def collection_lock(exclusive: bool):
+    """Kernel objects are made under it shared (a start's namespace, veths and ports); the reconcile's
+    last look and its gc hold it alone, so nothing is made between what it saw and what it removes."""
+    directory = locks_dir()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / "network.collect", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
 # --- reading the rows --------------------------------------------------------------
 
 
@@ -155,7 +169,8 @@ def set_up(row: Container) -> tuple[NetworkSpec | None, list[str] | None, "Wirin
     endpoints = endpoints_of(row)
     publishing = False
     try:
-        path, wires = _prepare(net, row, endpoints)
+        with collection_lock(exclusive=False):
+            path, wires = _prepare(net, row, endpoints)
         publishing = True
         ports = _claim_ports(net, row, endpoints)
     except Exception as error:  # netlink's, nft's, ours: whatever it was, nothing may stay
@@ -204,10 +219,11 @@ class Wiring:
     def __call__(self) -> None:
         publishing = False
         try:
-            self.names = [self.net.attach(self.path, wire) for wire in self.wires]
-            publishing = True
-            if self.ports:
-                self.net.publish(self.row.id, self.ports)
+            with collection_lock(exclusive=False):
+                self.names = [self.net.attach(self.path, wire) for wire in self.wires]
+                publishing = True
+                if self.ports:
+                    self.net.publish(self.row.id, self.ports)
         except Exception as error:
             raise _failure(self.row, self.endpoints, error, publishing) from error
 
@@ -334,7 +350,8 @@ def connect(row: Container, endpoint: Endpoint) -> None:
         index = next(i for i in range(len(others) + 1) if f"eth{i}" not in used)
         routed = any(e.veth_container and not e.network.internal for e in others)
         path = row.sandbox_key or net.netns_path(row.id)
-        _attach(net, path, endpoint, f"eth{index}", default_route=not routed and not endpoint.network.internal)
+        with collection_lock(exclusive=False):
+            _attach(net, path, endpoint, f"eth{index}", default_route=not routed and not endpoint.network.internal)
 
 
 def disconnect(row: Container, endpoint: Endpoint) -> None:
@@ -348,7 +365,8 @@ def disconnect(row: Container, endpoint: Endpoint) -> None:
 
 
 def ensure_bridge(network: Network) -> None:
-    get_networking().ensure_bridge(bridge_spec(network))
+    with collection_lock(exclusive=False):
+        get_networking().ensure_bridge(bridge_spec(network))
 
 
 def remove_bridge(device: str) -> None:
@@ -372,6 +390,9 @@ def reconcile(host: str) -> list[str]:
     except BerthError as error:
         log.warning("reconcile: %s", error)
         return []
+    # The kernel first, then the rows: rows are written before their kernel objects, so whatever is
+    # made after this look has a row the query below may miss, and is kept (``_made_since``).
+    before = net.observe()
     bridges = []
     for network in Network.objects.filter(driver=Network.DRIVER_BRIDGE).exclude(subnet="").exclude(bridge_name=""):
         try:
@@ -380,7 +401,7 @@ def reconcile(host: str) -> list[str]:
             log.exception("reconcile: could not make the bridge %s of network %s", network.bridge_name, network.name)
         bridges.append(network.bridge_name)
     rows = list(Container.objects.filter(host=host))
-    owners, endpoint_ids, publishing = [], [], []
+    owners, endpoint_ids, publishing, republish = [], [], [], []
     for row in rows:
         if not has_own_namespace(row):
             continue
@@ -388,14 +409,51 @@ def reconcile(host: str) -> list[str]:
         endpoints = endpoints_of(row)
         endpoint_ids += [e.endpoint_id for e in endpoints]
         try:
-            if _running(row.id):
-                if _restore(net, row, endpoints):
-                    publishing.append(row.id)
-            else:
+            with network_lock(row.id):  # a start in the middle of its set-up has published, not yet run
+                running = _running(row.id)
+            if not running:
                 release_ports(row.id)
+            elif _stray_ports(row, before):
+                republish.append((row, endpoints))  # all of its elements go with the gc, then its own again
+            elif _restore(net, row, endpoints):
+                publishing.append(row.id)
         except Exception:
             log.exception("reconcile of the network of container %s failed", row.id)
-    return list(net.gc(bridges=bridges, endpoint_ids=endpoint_ids, netns_owner_ids=owners, port_owners=publishing))
+    with collection_lock(exclusive=True):
+        made, veths, namespaces, ports = _made_since(net, before)
+        removed = list(net.gc(bridges=bridges + made, endpoint_ids=endpoint_ids + veths,
+                              netns_owner_ids=owners + namespaces,
+                              port_owners=publishing + [p for p in ports if p not in {r.id for r, _ in republish}]))
+    for row, endpoints in republish:
+        try:
+            _restore(net, row, endpoints)
+        except Exception:
+            log.exception("reconcile: could not publish the ports of container %s again", row.id)
+    return removed
+
+
+def _stray_ports(row: Container, before: dict) -> bool:
+    """Does the port map hold elements of this container that none of its mappings names? A start
+    killed between the map's transaction and the port registry's record leaves them, and the registry,
+    which unpublish goes by, does not know them: only the gc, which reads the map, removes them."""
+    wanted = {(m.protocol, m.host_ip, m.host_port)
+              for m in PortMapping.objects.filter(container_id=row.id, host_port__isnull=False)}
+    seen = {(p["protocol"], p["host_ip"], int(p["host_port"])) for p in before.get("ports", ()) if p["owner"] == row.id}
+    return bool(seen - wanted)
+
+
+def _made_since(net, before: dict) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Bridges, veths, namespaces and port owners the kernel shows now but did not at ``before``: made
+    meanwhile for rows the reconcile did not see (a network created, a container started). As gc's
+    keep lists: a veth by the part of its endpoint id in its name, a namespace by the part of its owner id."""
+    now = net.observe()
+    veth_name = getattr(networking_api(), "veth_name", None)
+    veth_prefix = veth_name("0" * 11)[:-11] if veth_name else ""
+    bridges = list(set(now.get("bridges", ())) - set(before.get("bridges", ())))
+    veths = [name[len(veth_prefix):] for name in set(now.get("veths", ())) - set(before.get("veths", ()))]
+    namespaces = [name[len(net.netns_prefix):] for name in set(now.get("netns", ())) - set(before.get("netns", ()))]
+    ports = list({p["owner"] for p in now.get("ports", ())} - {p["owner"] for p in before.get("ports", ())})
+    return bridges, veths, namespaces, ports
 
 
 def _running(container_id: str) -> bool:

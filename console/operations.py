@@ -7,41 +7,17 @@ Shared by the services of containers, images and networks (``services``,
 
 from __future__ import annotations
 
+import os
+import socket
 from contextlib import contextmanager
 
-from celery.exceptions import TimeoutError as TaskTimeout
-from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from runtime.errors import BerthError
-
-from . import audit, roles, tasks
-from .celery import host_queue
+from . import audit, roles
+from .broker import call  # noqa: F401 - the services' way to the worker, sent again if Redis restarted
 from .models import Operation
 
-
-def call(task, host: str, *args, extra_wait: float = 0):
-    """Run ``task`` on ``host``'s queue and wait; its result, or its runtime error raised again here."""
-    if transaction.get_connection().in_atomic_block and not task.app.conf.task_always_eager:
-        raise BerthError("a service was called inside a transaction: the worker could not see its rows")
-    timeout = settings.BERTH_TASK_TIMEOUT + extra_wait
-    try:
-        # Not run at all once the caller gave up (a task redelivered after its worker died, say).
-        result = task.apply_async(args=args, queue=host_queue(host), expires=timeout)
-    except Exception as error:
-        raise BerthError(f"could not queue {task.name} for host {host}: {error}") from error
-    try:
-        outcome = result.get(timeout=timeout)
-    except TaskTimeout:
-        raise BerthError(f"the worker of host {host} did not answer within {timeout:g} s") from None
-    except Exception as error:
-        raise BerthError(f"{task.name} failed on host {host}: {error}") from error
-    finally:
-        result.forget()
-    if "error" in outcome:
-        raise tasks.error_from_data(outcome)
-    return outcome.get("result")
+PROCESS = "process"  # the key in Operation.detail naming the process that runs it
 
 
 def require(user, action: str, source: str, target=None, name: str = "") -> None:
@@ -86,6 +62,24 @@ def _record(action: str, user, source: str, target, name: str, detail: dict | No
     return Operation.objects.create(
         user=user if getattr(user, "is_authenticated", False) else None, source=source, action=action,
         origin="" if source == Operation.SOURCE_SYSTEM else audit.current_origin(),
-        target_id=target.id if target else "", target_name=target.name if target else name, detail=detail or {},
-        **fields,
+        target_id=target.id if target else "", target_name=target.name if target else name,
+        detail={**(detail or {}), PROCESS: this_process()}, **fields,
     )
+
+
+def this_process() -> dict:
+    """Who runs an operation: the worker finishes the rows of a process that died (``console.interrupted``)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start_time(os.getpid())}
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22); None if gone."""
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+__all__ = ["PROCESS", "call", "operation", "process_start_time", "require", "this_process"]

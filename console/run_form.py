@@ -47,6 +47,7 @@ PROTOCOL_CHOICES = [("tcp", "tcp"), ("udp", "udp")]
 BUILTIN_NETWORKS = ("bridge", "host", "none")
 MAX_PORT_ROWS = 100
 NANOS = Decimal(1_000_000_000)
+INT64_MAX = (1 << 63) - 1  # Docker's numbers are Go int64s
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 
 # InvalidValue.field (as the services name it) -> the form field it is about.
@@ -81,7 +82,7 @@ class RunForm(forms.Form):
                           help_text="One VAR=value a line.")
     auto_remove = forms.BooleanField(label="Remove it when it exits (--rm)", required=False)
     restart = forms.ChoiceField(label="Restart policy", choices=RESTART_CHOICES, initial="no")
-    restart_max = forms.IntegerField(label="Maximum retries", required=False,
+    restart_max = forms.IntegerField(label="Maximum retries", required=False, min_value=0, max_value=INT64_MAX,
                                      help_text="on-failure only; empty: no limit.")
     network = forms.CharField(widget=forms.Select, initial="bridge")
     ip = forms.CharField(label="IPv4 address", required=False,
@@ -127,9 +128,12 @@ class RunForm(forms.Form):
         if not text:
             return 0
         try:
-            return parse_size(text)
+            size = parse_size(text)
         except InvalidValue as error:
             raise ValidationError(error.reason) from None
+        if size > INT64_MAX:  # the kernel's limit is an int64: runc would refuse it only at start
+            raise ValidationError(f"invalid memory limit {text}: value out of range")
+        return size
 
     def clean_cpus(self) -> int:
         """Docker's NanoCPUs: a decimal number of CPUs, in billionths."""
@@ -144,6 +148,8 @@ class RunForm(forms.Form):
             raise ValidationError(f"failed to parse {text} as a rational number")
         if nanos != nanos.to_integral_value():
             raise ValidationError("value is too precise")
+        if not 0 <= nanos <= INT64_MAX:
+            raise ValidationError(f"invalid value {text} for CPUs: value out of range")
         return int(nanos)
 
     def clean_volumes(self) -> list[str]:

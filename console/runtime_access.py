@@ -6,6 +6,10 @@ the kernel holds on this host (attach, logs, exec): those need the
 connection handed to conmon's socket or runc, which a Celery result cannot
 carry. Networking (bridges, veths, namespaces, nftables) is the worker's
 alone.
+
+The web process makes no Runtime (it may run as an unprivileged user, see
+scripts/web-user): it reads containers' log files, found by ``log_path``,
+and asks the API for a shell.
 """
 
 import importlib
@@ -16,12 +20,18 @@ from types import ModuleType
 from django.conf import settings
 
 from runtime import Runtime, StateRoot
+from runtime import logs as runtime_logs
 from runtime.errors import BerthError
 
 
 def get_runtime() -> Runtime:
     """One Runtime per state root and cgroup parent, made on first use (settings may change in tests)."""
     return _runtime(str(settings.BERTH_ROOT), settings.BERTH_CGROUP_PARENT)
+
+
+def log_path(container_id: str) -> Path:
+    """The container's log file on this host, found without a Runtime (which would make the state root's folders)."""
+    return runtime_logs.container_log_path(settings.BERTH_ROOT, container_id)
 
 
 @lru_cache(maxsize=8)

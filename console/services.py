@@ -45,6 +45,7 @@ from runtime.errors import (
     NoSuchContainer,
     NoSuchImage,
     StartFailed,
+    disk_full_as_error,
 )
 from runtime.images import normalize_reference
 from runtime.names import random_name
@@ -107,6 +108,9 @@ def create_container(body: dict, name: str | None = None, user=None, source: str
             )
             network_services.insert_rows(container, plan)
             volume_services.insert_rows(container, mounts)
+            # The operation names its container with the rows: if this process dies before the create
+            # ends, the worker tells from it whether the container was made (``console.interrupted``).
+            Operation.objects.filter(pk=operation.pk).update(target_id=container.id, target_name=container.name)
             if link_targets:
                 container.host_config = {**container.host_config,
                                          "Links": links.normalised(container, link_targets)}
@@ -566,15 +570,26 @@ def _upload(fileobj_or_path):
     if isinstance(fileobj_or_path, (str, os.PathLike)):
         yield str(fileobj_or_path)
         return
-    scratch = Path(settings.BERTH_ROOT) / "tmp"
-    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="upload-", dir=scratch)
+    path = _copy_upload(fileobj_or_path, Path(settings.BERTH_ROOT))
     try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(fileobj_or_path, out, 1 << 20)
         yield path
     finally:
         os.unlink(path)
+
+
+def _copy_upload(fileobj, root: Path) -> str:
+    """The stream in a new file under root/tmp; a full disk is a DiskFull, with nothing left behind."""
+    with disk_full_as_error("cannot receive the archive", root):
+        scratch = root / "tmp"
+        scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix="upload-", dir=scratch)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(fileobj, out, 1 << 20)
+        except BaseException:
+            os.unlink(path)
+            raise
+    return path
 
 
 # --- networks (rules in network_services) ------------------------------------------------------------

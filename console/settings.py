@@ -3,6 +3,7 @@
 import os
 import socket
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import dj_database_url
 
@@ -98,7 +99,16 @@ TEMPLATES = [
     },
 ]
 
-_DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BERTH_ROOT / 'berth.sqlite3'}")
+def _default_database() -> Path:
+    """``BERTH_ROOT/db/berth.sqlite3``: a folder of its own, which the web's group may write (SQLite makes its
+    -wal and -shm files beside the database) while the rest of the state root stays root's. An install made
+    before keeps ``BERTH_ROOT/berth.sqlite3`` until scripts/setup moves it."""
+    legacy = BERTH_ROOT / "berth.sqlite3"
+    current = BERTH_ROOT / "db" / "berth.sqlite3"
+    return legacy if legacy.exists() and not current.exists() else current
+
+
+_DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{_default_database()}")
 DATABASES = {
     "default": dj_database_url.parse(
         _DATABASE_URL,
@@ -121,6 +131,10 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# Uploads (image import and load) are streamed to a file here, whose path the host's worker reads; the web's
+# user must be able to write it (scripts/web-user makes BERTH_ROOT/uploads for its group). Unset: the system's.
+FILE_UPLOAD_TEMP_DIR = os.environ.get("BERTH_UPLOAD_DIR") or None
+
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BERTH_ROOT / "static"
@@ -140,6 +154,16 @@ SESSION_COOKIE_HTTPONLY = True  # always: no script reads the session cookie (ht
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+
+def celery_redis_url(url: str) -> str:
+    """Celery's name for the same Redis: redis-py's ``unix://PATH?db=N`` is ``redis+socket://PATH?virtual_host=N``."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        return url
+    database = parse_qs(parts.query).get("db", ["0"])[0]
+    return f"redis+socket://{parts.path}?virtual_host={database}"
+
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -149,8 +173,8 @@ CHANNEL_LAYERS = {
     }
 }
 
-CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_BROKER_URL = celery_redis_url(REDIS_URL)
+CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = f"host.{BERTH_HOST}"

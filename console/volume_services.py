@@ -37,7 +37,7 @@ from .operations import call as _call
 from .operations import operation as _operation
 from .filters import labels_match
 
-VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: "$" would let a final newline through
 REFUSED_SOURCES = ("/proc", "/sys", "/dev")
 BIND_MODES = {"ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private", "rprivate", "nocopy"}
 TMPFS_DEFAULT_OPTIONS = ["nosuid", "nodev", "noexec"]

@@ -13,13 +13,18 @@ wakes the thread, which scans it. Where inotify is missing it polls every
                                 +-- restart policy says so (``console.restart``) --> "restarting",
                                     a timer in this process waits the back-off --> the start task's code
 
-Before watching, ``reconcile`` makes the database match the host again after
-any Berth process restarted: exits that happened meanwhile are stored,
-interrupted removals finished, rows whose container is gone marked dead,
-containers no row owns collected, images synced; then the network: what
-rows expect remade, what no row owns collected (``networking.reconcile``);
-last, stopped containers whose policy is ``always`` (or ``unless-stopped``
-without a manual stop) started again.
+Before watching, the tasks a killed predecessor held are queued again
+(``redelivery``), and ``reconcile`` makes the database match the host again
+after any Berth process restarted (or the host rebooted): exits that happened
+meanwhile are stored, interrupted removals finished, rows whose container is
+gone marked dead (not rows whose create task has not run yet), containers no
+row owns collected, images synced; then the network: bridges, veths and
+published ports that rows expect remade, what no row owns collected
+(``networking.reconcile``); then operations whose process died finished
+(``interrupted``); last, stopped containers whose policy is ``always`` (or
+``unless-stopped`` without a manual stop) started again. Every full scan
+after that looks for operations whose process died again: a web server or
+API killed in the middle of a request leaves no pending row behind.
 
 Restarts wait on a ``threading.Timer`` here rather than a Celery countdown:
 the back-off starts at 100 ms, finer than a trip through the broker's ETA
@@ -47,7 +52,7 @@ from django.utils import timezone
 
 from runtime.errors import BerthError, NoSuchContainer
 
-from . import collector, dns_sync, events, networking, restart, state, volume_services
+from . import collector, dns_sync, events, networking, redelivery, restart, state, volume_services
 from .models import Container, Operation
 from .runtime_access import get_runtime
 
@@ -57,6 +62,8 @@ POLL = 0.025          # seconds between scans without inotify, or while an exit 
 FULL_SCAN = 1.0       # seconds between scans that look at every exit file again
 ROTATE_LOGS = 30.0    # seconds between log rotations
 UNSETTLED_LIMIT = 10  # seconds an exit file may wait for its container to settle before it is left alone
+COLLECT = 2.0         # seconds between looks for stopped containers no row owns
+STRAY_AGE = 2.0       # seconds a container directory without a row is left alone (it may be a moment old)
 _ID = re.compile(r"[0-9a-f]{64}")
 _IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_CREATE = 0x8, 0x80, 0x100
 _STOPPED_STATES = (Container.STATE_EXITED, Container.STATE_DEAD)
@@ -95,7 +102,7 @@ class ExitWatcher:
         except Exception:
             log.exception("reconcile failed; watching exits anyway")
         inotify = _inotify(self.exits)
-        last_full = last_rotation = 0.0
+        last_full = last_rotation = last_collect = 0.0
         try:
             while not self.stopping.is_set():
                 timeout = POLL if inotify is None or self.unsettled else FULL_SCAN
@@ -104,6 +111,11 @@ class ExitWatcher:
                 full = now - last_full >= FULL_SCAN
                 try:
                     self.scan(full)
+                    if full:
+                        sweep_interrupted()  # each full scan: operations whose process died
+                    if now - last_collect >= COLLECT:
+                        collect_unowned()
+                        last_collect = now
                     if now - last_rotation >= ROTATE_LOGS:
                         self.runtime.rotate_logs()
                         last_rotation = now
@@ -169,6 +181,12 @@ class ExitWatcher:
             self.schedule(delay, lambda: restart_after_exit(row.id, row.finished_at))
 
 
+def _stamp() -> dict:
+    from .operations import PROCESS, this_process  # operations reaches tasks, which import this module
+
+    return {PROCESS: this_process()}
+
+
 def mark_restarting(row: Container) -> bool:
     """"restarting" while the back-off runs, unless something happened to it since the exit was seen."""
     with state.container_lock(row.id):
@@ -230,7 +248,7 @@ def remove_after_exit(row: Container) -> None:
     anonymous = volume_services.anonymous_volumes_of(row.id)
     operation = Operation.objects.create(source=Operation.SOURCE_SYSTEM, action="container.remove",
                                          target_id=row.id, target_name=row.name, state=Operation.STATE_RUNNING,
-                                         detail={"reason": "AutoRemove"})
+                                         detail={"reason": "AutoRemove", **_stamp()})
     try:
         remove_with_network(row)
     except BerthError as error:
@@ -298,7 +316,44 @@ def reconcile(host: str) -> None:
             log.warning("reconcile removed what no row owns: %s", ", ".join(removed))
     except Exception:
         log.exception("reconcile of the network failed")
+    sweep_interrupted()
     start_by_policy(host)
+
+
+def collect_unowned() -> list[str]:
+    """Stopped containers no row owns, removed: what a create left when its caller rolled back (its
+    row deleted) while the task, or a copy of it sent again after Redis restarted, was still making
+    it. Rows are written before their containers, so a container without one is nobody's; running
+    ones are never touched (someone may use the runtime directly on this state root)."""
+    engine = get_runtime()
+    on_disk = {entry.name: entry for entry in os.scandir(engine.state.containers) if _ID.fullmatch(entry.name)}
+    if not on_disk:
+        return []
+    owned = set(Container.objects.filter(pk__in=list(on_disk)).values_list("id", flat=True))
+    removed = []
+    for name in set(on_disk) - owned:
+        try:
+            if time.time() - on_disk[name].stat().st_mtime < STRAY_AGE or engine.get(name).running:
+                continue
+            with state.container_lock(name):
+                if not Container.objects.filter(pk=name).exists():
+                    engine.remove(name, force=True)
+                    removed.append(name)
+        except (NoSuchContainer, FileNotFoundError):
+            continue
+    if removed:
+        log.warning("removed stopped containers no row owns: %s", ", ".join(removed))
+    return removed
+
+
+def sweep_interrupted() -> None:
+    """Operations whose process died, finished (``console.interrupted``)."""
+    from . import interrupted  # it reaches the services' modules, which import this one
+
+    try:
+        interrupted.sweep(busy=redelivery.has_task_for)
+    except Exception:
+        log.exception("could not finish the operations of processes that died")
 
 
 def start_by_policy(host: str) -> None:
@@ -315,19 +370,42 @@ def start_by_policy(host: str) -> None:
                 log.warning("start of container %s by its restart policy failed: %s", row.id, outcome["message"])
 
 
+def finish_removal(row: Container) -> None:
+    """A removal whose task never ran or never ended (its caller or the worker died): done now."""
+    try:
+        get_runtime().remove(row.id, force=True)
+    except NoSuchContainer:
+        pass
+    networking.tear_down(row)
+    state.forget(row.id)
+
+
+def forget_half_made(row: Container) -> None:
+    """A create whose container was never made (its caller died before the task ran): the row goes,
+    and its addresses and ports with it, unless the container appeared meanwhile."""
+    with state.container_lock(row.id):
+        try:
+            get_runtime().get(row.id)
+            return
+        except NoSuchContainer:
+            pass
+        if Container.objects.filter(pk=row.id, state=Container.STATE_CREATED).delete()[0]:
+            events.container_changed(row.id, row.state, row.exit_code, removed=True)
+
+
 def _reconcile_row(engine, row: Container, on_host: bool) -> None:
     if row.state == Container.STATE_REMOVING:
-        # A removal was interrupted: finish it.
-        if on_host:
-            engine.remove(row.id, force=True)
-        networking.tear_down(row)
-        state.forget(row.id)
+        finish_removal(row)  # a removal was interrupted
         return
     if on_host:
         handle_exit(row.id)
         return
     if row.state == Container.STATE_DEAD and not row.auto_remove:
         return  # found gone at an earlier start already
+    if row.state == Container.STATE_CREATED and not row.path:
+        # Never seen on the host: its create task has not run yet (queued again after the worker
+        # died, see ``redelivery``). Not "dead": the task makes it, or ``interrupted`` rolls it back.
+        return
     with state.container_lock(row.id):
         try:
             engine.get(row.id)
@@ -352,6 +430,10 @@ _watcher: ExitWatcher | None = None
 @worker_ready.connect
 def on_worker_ready(sender=None, **kwargs) -> None:
     global _watcher
+    try:
+        redelivery.restore_orphaned(settings.BERTH_HOST)
+    except Exception:
+        log.exception("could not queue again the tasks a previous worker left unfinished")
     _watcher = ExitWatcher(settings.BERTH_HOST)
     threading.Thread(target=_watcher.run, name="berth-exit-watcher", daemon=True).start()
     collector.start(settings.BERTH_HOST)  # the host's one resource collector, in the same process

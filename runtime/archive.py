@@ -27,7 +27,10 @@ How the layer is kept inside ``dest``:
   directory opaque.
 
 Every problem that skips one entry is a warning; a stream that is not a
-readable tar raises ``InvalidValue``.
+readable tar raises ``InvalidValue``. A full filesystem (ENOSPC, EDQUOT) is
+never a warning, even where it strikes a step that is otherwise allowed to
+skip an entry: a layer missing what did not fit would be stored as complete.
+It raises ``DiskFull``; what was written into ``dest`` is the caller's to remove.
 
 Whiteouts (AUFS-style names in the tar, overlayfs objects on disk) so that
 extracted layers stack as overlay lowerdirs::
@@ -54,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional
 
-from .errors import InvalidValue
+from .errors import InvalidValue, disk_full_as_error, is_disk_full
 
 Progress = Callable[[int, Optional[int]], None]
 
@@ -88,8 +91,8 @@ def extract_layer(source, dest: Path, progress: Progress | None = None, *, white
     are not layers, such as the outer tar of ``docker save``).
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    with _opened(source) as (stream, total):
+    with disk_full_as_error("cannot extract the archive"), _opened(source) as (stream, total):
+        dest.mkdir(parents=True, exist_ok=True)
         counting = _CountingReader(stream, progress, total)
         hashing = _HashingReader(_decompressor(counting))
         info = _Extractor(dest, whiteouts).run(hashing)
@@ -302,6 +305,11 @@ def _readlink(dir_fd: int, name: str) -> str:
         raise
 
 
+def _raise_if_full(error: OSError) -> None:
+    if is_disk_full(error):
+        raise error
+
+
 def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -359,6 +367,7 @@ class _Extractor:
         try:
             parent = _resolve(self.root_fd, parts[:-1], _DIR_FLAGS, create_dirs=True)
         except OSError as exc:
+            _raise_if_full(exc)
             self.warn(member, f"cannot reach parent directory: {exc.strerror}")
             return
         try:
@@ -424,6 +433,7 @@ class _Extractor:
         try:
             parent = _resolve(self.root_fd, parts[:-1], _DIR_FLAGS, create_dirs=True)
         except OSError as exc:
+            _raise_if_full(exc)
             self.warn(member, f"cannot reach whiteout directory: {exc.strerror}")
             return
         try:
@@ -486,6 +496,7 @@ class _Extractor:
             # An O_PATH fd reaches symlinks and whiteout-like nodes that cannot be opened for I/O.
             os.setxattr(f"/proc/self/fd/{fd}", key, value.encode("utf-8", "surrogateescape"))
         except OSError as exc:
+            _raise_if_full(exc)
             self.warn(member, f"xattr {key} not set: {exc.strerror}")
 
     def _restore_dir_times(self) -> None:

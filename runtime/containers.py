@@ -47,6 +47,8 @@ from .errors import (
     NameInUse,
     NoSuchContainer,
     StartFailed,
+    disk_full_as_error,
+    is_disk_full,
 )
 from .images import Image, ImageStore
 from .mounts import mount_overlay, mount_points, unmount
@@ -137,18 +139,26 @@ class Runtime:
         image = self.images.get(spec.image)
         path, args = _command(image, spec)
         container_id = container_id or secrets.token_hex(32)
-        name = self._claim_name(spec.name.lstrip("/") or None, container_id)
+        if self.state.container_dir(container_id).exists():
+            self._discard(container_id, None)  # an earlier try of this create (a task sent again), killed half-way
+        with self._no_space("cannot create the container"):
+            name = self._claim_name(spec.name.lstrip("/") or None, container_id)
         directory = self.state.container_dir(container_id)
         try:
-            directory.mkdir(mode=0o700)
-            container = _new_container(container_id, name, image, spec, path, args)
-            self._prepare_rootfs(container, image)
-            self._write_bundle(container, image)
-            self._save(container)
+            with self._no_space("cannot create the container"):
+                directory.mkdir(mode=0o700)
+                logs.prepare_log(self.log_path(container_id))  # attach before start holds the file conmon appends to
+                container = _new_container(container_id, name, image, spec, path, args)
+                self._prepare_rootfs(container, image)
+                self._write_bundle(container, image)
+                self._save(container)
         except BaseException:
             self._discard(container_id, name)
             raise
         return container
+
+    def _no_space(self, action: str):
+        return disk_full_as_error(action, self.state.root)
 
     def _claim_name(self, wanted: str | None, container_id: str) -> str:
         for _ in range(100):
@@ -157,6 +167,8 @@ class Runtime:
                 os.symlink(container_id, self.names_dir / name)
                 return name
             except FileExistsError:
+                if wanted and _readlink(self.names_dir / name) == container_id:
+                    return name  # claimed by an earlier try of this create, killed half-way
                 if wanted:
                     raise NameInUse(name, os.readlink(self.names_dir / name)) from None
         raise BerthError("could not find a free container name")
@@ -271,6 +283,7 @@ class Runtime:
         created PID 1 goes before its command ever ran, the start is recorded as failed, its error raised.
         """
         def create() -> int:
+            logs.prepare_log(self.log_path(container.id))
             return monitor.start_monitor(container.id, container.name, self._monitor_paths(container.id),
                                          self.runc.binary, self.runc.root, container.spec.tty,
                                          container.spec.open_stdin, container.spec.stdin_once)
@@ -508,7 +521,7 @@ class Runtime:
         monitor.resize(self.state.container_dir(container.id), height, width)
 
     def log_path(self, container_id: str) -> Path:
-        return self.state.container_dir(container_id) / "ctr.log"
+        return logs.container_log_path(self.state.root, container_id)
 
     def logs(self, reference: str, follow: bool = False, **options) -> Iterator[logs.LogRecord]:
         """PID 1's output: ``tail``, ``since_ns``, ``until_ns``, ``stdout``, ``stderr`` as in logs.read_logs."""
@@ -557,6 +570,7 @@ class Runtime:
         if name and _readlink(self.names_dir / name) == container_id:
             _remove(self.names_dir / name)
         shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(logs.logs_root(self.state.root) / container_id, ignore_errors=True)
 
     # --- images in use --------------------------------------------------------
 
@@ -649,6 +663,11 @@ class Runtime:
             self._save(container)
         except FileNotFoundError:
             pass  # removed meanwhile by another process
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            # A full disk must not make ps and inspect fail: what was observed is shown now, and
+            # observed (and stored) again on the next look, once there is room.
 
     @contextmanager
     def _locked(self, container_id: str):
@@ -678,6 +697,10 @@ class Runtime:
             if directory.name not in owned:
                 self._discard(directory.name, None)
                 removed.append(f"container dir {directory.name}")
+        for directory in _children_of(logs.logs_root(self.state.root)):
+            if directory.name not in owned:
+                shutil.rmtree(directory, ignore_errors=True)
+                removed.append(f"log dir {directory.name}")
         for container_id in self.runc.list_ids():
             if container_id not in owned:
                 self.runc.delete(container_id)
@@ -695,6 +718,13 @@ class Runtime:
 
 
 # --- helpers: the spec --------------------------------------------------------------
+
+
+def _children_of(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _validate(spec: ContainerSpec) -> None:
@@ -820,17 +850,27 @@ def _resolv_conf(spec: ContainerSpec) -> str:
 # --- helpers: processes --------------------------------------------------------------
 
 
-def _start_time(pid: int) -> int:
-    """Field 22 of /proc/<pid>/stat: with the PID, names one process for the life of the host."""
+def _stat_fields(pid: int) -> list[bytes]:
+    """/proc/<pid>/stat's fields after the command's name (the state first); empty if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[19])
-    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-        return 0
+            return stat.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return []
+
+
+def _start_time(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat: with the PID, names one process for the life of the host."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if len(fields) > 19 else 0
 
 
 def _alive(pid: int, start_time: int) -> bool:
-    return pid > 0 and start_time > 0 and _start_time(pid) == start_time
+    """Still running: a zombie (killed and not yet reaped, a conmon whose parent died waits for init) is dead."""
+    if pid <= 0 or start_time <= 0:
+        return False
+    fields = _stat_fields(pid)
+    return len(fields) > 19 and fields[0] not in (b"Z", b"X") and int(fields[19]) == start_time
 
 
 @contextmanager

@@ -4,6 +4,14 @@ The console maps these onto HTTP statuses (NotFound -> 404, Conflict -> 409,
 InvalidValue -> 400), so every message is written for the person who asked.
 """
 
+from __future__ import annotations
+
+import errno
+from contextlib import contextmanager
+
+# Out of blocks or inodes (ENOSPC) or over a quota (EDQUOT): the same remedy for the user.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
 
 class BerthError(Exception):
     """Base of every error the runtime raises on purpose."""
@@ -103,3 +111,30 @@ class PortAllocated(Conflict):
         super().__init__(f"Bind for {host_ip}:{host_port} failed: port is already allocated")
         self.host_ip = host_ip
         self.host_port = host_port
+
+
+class DiskFull(BerthError):
+    """A write under the state root failed because its filesystem is full (blocks, inodes or quota)."""
+
+    def __init__(self, action: str, where: str = ""):
+        place = f" (the filesystem of {where})" if where else ""
+        super().__init__(f"{action}: no space left on device{place}; free some space and try again")
+        self.action = action
+        self.where = where
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in NO_SPACE
+
+
+@contextmanager
+def disk_full_as_error(action: str, where=""):
+    """Turn ENOSPC/EDQUOT (or a DiskFull from deeper down) into one DiskFull that says what failed."""
+    try:
+        yield
+    except DiskFull as error:
+        raise DiskFull(action, str(where)) from error
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise DiskFull(action, str(where)) from error
+        raise

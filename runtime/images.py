@@ -22,6 +22,10 @@ layers are renamed into place (one that appeared meanwhile wins and the copy
 is dropped), the config is written, and tags are updated last. A failure rolls
 back what this call added and removes its temp dirs, so a config never exists
 without its layers and a tag never without its config.
+
+A full filesystem (no blocks, no inodes, a quota) is such a failure: every
+write raises ``DiskFull`` (a clear message, the store as it was), and the roll
+back itself needs no space, so it cannot fail for the same reason.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .archive import Progress, extract_layer, open_in_root
-from .errors import Conflict, ImageInUse, ImageReferenced, InvalidValue, NoSuchImage
+from .errors import Conflict, ImageInUse, ImageReferenced, InvalidValue, NoSuchImage, disk_full_as_error
 from .paths import StateRoot
 from .signals import parse_signal
 
@@ -371,7 +375,7 @@ class ImageStore:
 
     def tag(self, reference: str, new_reference: str) -> None:
         key = normalize_reference(new_reference)
-        with self._locked():
+        with self._locked(), self._no_space("cannot tag the image"):
             tags = self._read_tags()
             hex_id, _ = self._lookup(reference, tags)
             tags[key] = "sha256:" + hex_id
@@ -379,7 +383,7 @@ class ImageStore:
 
     def untag(self, reference: str) -> None:
         key = normalize_reference(reference)
-        with self._locked():
+        with self._locked(), self._no_space("cannot untag the image"):
             tags = self._read_tags()
             if key not in tags:
                 raise NoSuchImage(reference)
@@ -396,7 +400,7 @@ class ImageStore:
         still read those layers.
         """
         in_use_by = list(in_use_by)
-        with self._locked():
+        with self._locked(), self._no_space("cannot remove the image"):
             tags = self._read_tags()
             hex_id, by_tag = self._lookup(reference, tags)
             image_id = "sha256:" + hex_id
@@ -450,10 +454,11 @@ class ImageStore:
         container_config = parse_changes(changes)
         staged: dict[str, Path] = {}
         try:
-            diff_id = self._stage(staged, lambda: nullcontext(source), None, progress)
-            created = now_rfc3339()
-            config = rootfs_config([diff_id], container_config, created, "Imported from -")
-            return self._store([_NewImage(encode_config(config), [diff_id], [None], tags)], staged)[0]
+            with self._no_space("cannot import the image"):
+                diff_id = self._stage(staged, lambda: nullcontext(source), None, progress)
+                created = now_rfc3339()
+                config = rootfs_config([diff_id], container_config, created, "Imported from -")
+                return self._store([_NewImage(encode_config(config), [diff_id], [None], tags)], staged)[0]
         finally:
             self._discard_staged(staged)
 
@@ -471,19 +476,22 @@ class ImageStore:
         new = _NewImage(config_bytes, diff_ids, [_rereadable(s) for s in layers], tags)
         staged: dict[str, Path] = {}
         try:
-            return self._store([new], staged, progress)[0]
+            with self._no_space("cannot store the image"):
+                return self._store([new], staged, progress)[0]
         finally:
             self._discard_staged(staged)
 
     def load(self, source, progress: Progress | None = None) -> list[Image]:
         """``docker load``: a docker-save tar and/or an OCI image layout, maybe compressed."""
-        work = Path(tempfile.mkdtemp(prefix="load-", dir=self.state.tmp))
+        with self._no_space("cannot load the images"):
+            work = Path(tempfile.mkdtemp(prefix="load-", dir=self.state.tmp))
         staged: dict[str, Path] = {}
         try:
-            # The outer tar is untrusted too: same safe extraction, but no whiteout semantics.
-            extract_layer(source, work, progress, whiteouts=False)
-            new = _read_archive(work)
-            return self._store(new, staged)
+            with self._no_space("cannot load the images"):
+                # The outer tar is untrusted too: same safe extraction, but no whiteout semantics.
+                extract_layer(source, work, progress, whiteouts=False)
+                new = _read_archive(work)
+                return self._store(new, staged)
         finally:
             self._discard_staged(staged)
             self._discard_dir(work)
@@ -632,11 +640,19 @@ class ImageStore:
         finally:
             os.close(fd)
 
+    def _no_space(self, action: str):
+        return disk_full_as_error(action, self.state.root)
+
     def _discard_dir(self, path: Path) -> None:
         """Make path vanish at once (rename), then delete it at leisure."""
         if not path.exists():
             return
-        grave = Path(tempfile.mkdtemp(prefix="rm-", dir=self.state.tmp))
+        try:
+            grave = Path(tempfile.mkdtemp(prefix="rm-", dir=self.state.tmp))
+        except OSError:
+            # No inode left for the grave (a full disk): delete in place, it frees what it can.
+            shutil.rmtree(path, ignore_errors=True)
+            return
         try:
             os.rename(path, grave / "x")
         finally:

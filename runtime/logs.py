@@ -35,6 +35,13 @@ What the readers give back (``LogRecord``), and in what order:
   of ``read_logs()``, given the same since/until and streams.
 - A torn last line (conmon is writing it) is not there yet; lines that do not
   parse are skipped.
+- A record cut short by a full disk (conmon's writev wrote what fitted and
+  dropped the rest) has no newline, so the record conmon writes once space
+  returns is glued to it. The glued record is read and the cut one dropped:
+  a line holding a header of conmon's own form (nanoseconds, a time not
+  before the line's own) after the start of its text is read from that
+  header on. A program that prints such a header inside a line is shown from
+  there on: the price of never losing the record after a full disk.
 
 One bound keeps tail and since cheap when a line is finished much later than
 it started: looking backwards for the earlier chunks of a stream, a reader
@@ -49,6 +56,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time as _time
 from dataclasses import dataclass
@@ -124,8 +132,35 @@ def parse_line(line: bytes) -> tuple[int, str, bool, bytes]:
     return time_ns, _STREAM_NAMES[stream], partial, text
 
 
+# conmon's record header, as it begins a record glued to one that a full disk cut short.
+_CONMON_HEADER = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}[+-]\d\d:\d\d std(?:out|err) [FP] ")
+# Past where a record's own " stdout "/" stderr " sits: finding " std" from here is the cheap test
+# that lets every other line skip the search for a glued record.
+_GLUE_FROM = 36
+
+
+def _unglued(line: bytes) -> bytes:
+    """The record glued to a cut one (see the module docstring) from its header on; else ``line``."""
+    outer = _parse_plain(line)
+    start = len(line) - len(outer[3]) if outer is not None else 1
+    match = _CONMON_HEADER.search(line, start)
+    if match is None:
+        return line
+    inner_line = line[match.start() :]
+    inner = _parse_plain(inner_line)
+    if inner is None or (outer is not None and inner[0] < outer[0]):
+        return line  # not what conmon writes next: the program's own text
+    return _unglued(inner_line)
+
+
 def _parse(line: bytes):
     """(time_ns, stream as bytes, partial, text), or None for garbage."""
+    if line.find(b" std", _GLUE_FROM) >= 0:
+        line = _unglued(line)
+    return _parse_plain(line)
+
+
+def _parse_plain(line: bytes):
     parts = line.split(b" ", 3)
     if len(parts) != 4:
         if len(parts) != 3:
@@ -243,6 +278,38 @@ _set_time, _set_time_ns, _set_stream, _set_data = (
 
 # --- files -----------------------------------------------------------------
 
+# Logs live apart from the container's directory (rootfs, bundle, record), so the web process can
+# be let read them and nothing else: ``<root>/container-logs`` is made by the set-up with the group of the
+# web's user and the set-gid bit; every directory and file below inherits that group, made
+# 0750/0640 here and by conmon. Without the set-up it is root's alone (0700).
+LOGS_DIR = "container-logs"
+LOG_NAME = "ctr.log"
+LOG_DIR_MODE = 0o750
+LOG_FILE_MODE = 0o640
+
+
+def logs_root(root: Path) -> Path:
+    return Path(root) / LOGS_DIR
+
+
+def container_log_path(root: Path, container_id: str) -> Path:
+    """Where conmon writes the log of ``container_id`` under the state root ``root``.
+
+    A container made before logs moved out of its directory keeps its log there (out of the web's reach).
+    """
+    legacy = Path(root) / "containers" / container_id / LOG_NAME
+    # os.path.exists: False, not PermissionError, where the caller may not look (the web's user)
+    return legacy if os.path.exists(legacy) else logs_root(root) / container_id / LOG_NAME
+
+
+def prepare_log(path: Path) -> None:
+    """Make the log's directory and an empty log file, readable by the logs folder's group, before conmon
+    opens it (conmon appends to a file that exists, keeping its owner and mode). Idempotent."""
+    path = Path(path)
+    path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=LOG_DIR_MODE, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, LOG_FILE_MODE))
+
 
 def log_files(path: Path) -> list[Path]:
     """The existing parts of a log: rotated ones oldest first (ctr.log.3, .2, .1), then ctr.log."""
@@ -304,6 +371,7 @@ def rotate(path: Path, max_files: int, reopen: Callable[[], None]) -> bool:
         os.rename(path, path.with_name(f"{path.name}.1"))
     else:
         path.unlink()
+    prepare_log(path)  # conmon reopens it with its own mode; made first, it keeps the folder's group and 0640
     reopen()
     return True
 
@@ -530,6 +598,8 @@ class _Joiner:
         parse_time, record = _parse_time, _record
         offsets, seconds_cache, ns_per_s = _offset_cache, _seconds_cache, _NS
         for line in lines:
+            if line.find(b" std", _GLUE_FROM) >= 0:
+                line = _unglued(line)
             parts = line.split(b" ", 3)
             if len(parts) != 4:
                 if len(parts) != 3:

@@ -35,7 +35,13 @@ test wait for the real worker, as the API and the pages do.
     default_bridge, address_pools its default network's device, the pools subnets come from
     runtime()                     a runtime.Runtime over the stack's state root
     manage(*args)                 runs manage.py with ``env``; the CompletedProcess (check=True)
-    start_worker(), stop_worker() the worker alone (restart tests); worker_pid
+    start_worker(), stop_worker() the worker alone (restart tests); worker_pid, worker_alive,
+                                  worker_answers() (a ping through the broker: consuming, not stuck)
+    kill_worker()                 SIGKILL to the worker and its pool processes (its session's process tree;
+                                  conmon runs in sessions of its own and is spared), as an OOM kill or
+                                  ``systemctl kill -s KILL`` would end it
+    kill_redis(), start_redis()   SIGKILL to Redis (no persistence: queues and results are lost), and a
+                                  fresh one on the same port
     use_in_this_process()         the context manager ``live`` uses
     networking()                  a runtime.network.Networking over the stack's table and prefix
     stop()                        ends the worker and Redis (by PID), removes every container,
@@ -95,6 +101,7 @@ class LiveStack:
         self.default_bridge = short_unique("b")
         self.address_pools = list(ADDRESS_POOLS)
         self.redis_url = ""
+        self.redis_port = 0
         self.env: dict[str, str] = {}
         self._redis: subprocess.Popen | None = None
         self._worker: subprocess.Popen | None = None
@@ -103,7 +110,7 @@ class LiveStack:
 
     def start(self) -> "LiveStack":
         self.logs.mkdir(parents=True, mode=0o700)
-        port = _free_port()
+        self.redis_port = port = _free_port()
         self.redis_url = f"redis://127.0.0.1:{port}/0"
         self.env = {
             **os.environ,
@@ -130,7 +137,7 @@ class LiveStack:
 
     def _start_redis(self, port: int) -> None:
         directory = self.root / "redis"
-        directory.mkdir(mode=0o700)
+        directory.mkdir(mode=0o700, exist_ok=True)
         self._redis = _spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                               "--appendonly", "no", "--dir", str(directory), "--daemonize", "no",
                               "--logfile", str(self.logs / "redis.log")], self.env, self.logs / "redis.out")
@@ -166,12 +173,47 @@ class LiveStack:
             raise RuntimeError(f"the worker did not answer: {error.stderr}\n{_tail(self.logs / 'worker.log')}")
 
     @property
+    def worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.poll() is None
+
+    def worker_answers(self, timeout: float = 1.0) -> bool:
+        """Does the worker answer a ping through the broker (alive and consuming, not stuck)?"""
+        from console.celery import app
+
+        if not self.worker_alive:
+            return False
+        try:
+            replies = app.control.ping(timeout=timeout)
+        except Exception:
+            return False
+        return any(name.startswith(f"{self.host}@") for reply in replies for name in reply)
+
+    @property
     def worker_pid(self) -> int | None:
         return self._worker.pid if self._worker else None
 
     def stop_worker(self) -> None:
         _end(self._worker, timeout=20)
         self._worker = None
+
+    def kill_worker(self) -> None:
+        if self._worker is None:
+            return
+        for pid in _session_tree(self._worker.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._worker.wait(10)
+        self._worker = None
+
+    def kill_redis(self) -> None:
+        if self._redis is not None:
+            self._redis.kill()
+            self._redis.wait(10)
+            self._redis = None
+
+    def start_redis(self) -> None:
+        """Redis again on the port the stack's processes know (they reconnect by themselves)."""
+        self._start_redis(self.redis_port)
 
     # --- using it --------------------------------------------------------------------
 
@@ -351,6 +393,28 @@ def _end(process: subprocess.Popen | None, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+def _session_tree(root: int) -> list[int]:
+    """``root`` and its descendants that share its session, parents first."""
+    children: dict[int, list[int]] = {}
+    sessions: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            # The fields after the command's closing parenthesis: state, ppid, pgrp, session...
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        sessions[int(entry)] = int(fields[3])
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop(0)
+        found.append(pid)
+        todo += [child for child in children.get(pid, []) if sessions.get(child) == sessions.get(root)]
+    return found
 
 
 def _free_port() -> int:

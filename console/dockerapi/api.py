@@ -9,6 +9,7 @@ runtime's state root, read-only except where noted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import os
@@ -66,8 +67,11 @@ class DockerAPI:
     """Everything a handler needs; tests hand in fakes, production takes the defaults."""
 
     def __init__(self, services=None, runtime=None, events=None, root: Path | str | None = None, store=None,
-                 upload_limit: int = 64 << 30, stats_interval: float = 1.0, poll_interval: float = 1.0):
+                 upload_limit: int = 64 << 30, stats_interval: float = 1.0, poll_interval: float = 1.0,
+                 audit: bool | None = None):
         self._services = services
+        # Rows in the audit for what no service carries (exec); fake services have no database to write to.
+        self.audit = services is None if audit is None else audit
         if store is None:
             from .store import ModelStore
 
@@ -113,6 +117,14 @@ class DockerAPI:
         path = self.root / "tmp"
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
+
+    def operation(self, action: str, target, detail: dict | None = None):
+        """The audit row (``console.operations.operation``) around an action done here, not in a service."""
+        if not self.audit:
+            return contextlib.nullcontext()
+        from console.operations import operation
+
+        return operation(action, None, "api", target=target, detail=detail)
 
     async def sync(self, fn, *args, **kwargs):
         """``fn(*args, **kwargs)`` in a worker thread, with Django's connection hygiene around it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from runtime.errors import BerthError, Conflict, InvalidValue, NotFound, StartFailed
+from runtime.errors import BerthError, Conflict, DiskFull, InvalidValue, NotFound, StartFailed, is_disk_full
 
 from ..errors import Forbidden
 
@@ -53,6 +53,8 @@ def status_of(error: BaseException) -> tuple[int, str] | None:
         return 400, start_failure_message(str(error))
     if isinstance(error, BerthError):
         return 500, str(error)
+    if is_disk_full(error):  # a write of the API's own (an upload) on a full state root: moby's 500, in words
+        return 500, str(DiskFull("cannot write to disk"))
     try:
         from django.core.exceptions import ValidationError
     except ImportError:  # pragma: no cover - Django is always there in the console

@@ -55,3 +55,34 @@ def check_filter_names(given: dict[str, list[str]], accepted: set[str]) -> None:
     for key in given:
         if key not in accepted:
             raise bad_request(f"invalid filter '{key}'")
+
+
+_CTRL = {**{chr(c): c - ord("a") + 1 for c in range(ord("a"), ord("z") + 1)},
+         "@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def key_sequence(value: str) -> bytes:
+    """``ctrl-p,ctrl-q`` as the bytes a terminal sends (moby/term's ToBytes); ValueError for anything else.
+
+    Each comma-separated key is one character, or ``ctrl-`` and one of a-z @ [ \\ ] ^ _.
+    """
+    codes = bytearray()
+    for key in value.split(","):
+        if len(key) == 1 and key.isascii():
+            codes.append(ord(key))
+            continue
+        lowered = key.lower()
+        if not lowered.startswith("ctrl-") or lowered[5:] not in _CTRL:
+            raise ValueError(f"Unknown character: '{key}'")
+        codes.append(_CTRL[lowered[5:]])
+    return bytes(codes)
+
+
+def detach_keys(value: str | None, words: str = "detach keys") -> bytes:
+    """The detach sequence a client asked for; b"" when none (the default applies). A bad one is a 400."""
+    if not value:
+        return b""
+    try:
+        return key_sequence(value)
+    except ValueError:
+        raise bad_request(f"Invalid {words} ({value}) provided") from None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from .handlers import archive, containers, execs, images, networks, stats, streams, system, wait
+from .handlers import archive, containers, description, execs, images, networks, stats, streams, system, wait
 from .server import Router
 
-MODULES = (system, containers, wait, streams, execs, archive, stats, images, networks)
+MODULES = (system, description, containers, wait, streams, execs, archive, stats, images, networks)
 
 
 def build_router(api) -> Router:

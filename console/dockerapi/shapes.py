@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from runtime.logs import container_log_path
+
 from ..humanize import container_status
 from .formats import ZERO_TIME, rfc3339, unix
 
@@ -229,7 +231,7 @@ def container_inspect(row, root: Path, exec_ids: list[str] | None = None, networ
         "ResolvConfPath": str(directory / "resolv.conf"),
         "HostnamePath": str(directory / "hostname"),
         "HostsPath": str(directory / "hosts"),
-        "LogPath": str(directory / "ctr.log"),
+        "LogPath": str(container_log_path(root, row.id)),
         "Name": "/" + row.name,
         "RestartCount": row.restart_count,
         "Driver": "overlay2",

@@ -10,6 +10,7 @@ JavaScript they are plain multipart forms.
 from functools import partial, wraps
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
@@ -21,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from runtime.errors import BerthError, InvalidValue
+from runtime.errors import BerthError, DiskFull, InvalidValue, disk_full_as_error
 
 from .. import roles, services
 from ..humanize import human_duration
@@ -108,26 +109,57 @@ def image_list(request):
     return _render_list(request)
 
 
-def streamed_upload(view):
+def streamed_upload(form_class, prefix: str):
     """Uploads go to a temporary file, never into memory; CSRF is checked once that is set up.
 
     The CSRF middleware reads the body before the view could change the
     upload handlers, so it is skipped here and the same check runs inside.
+    A disk that fills while the upload is received answers the form again
+    with the error beside its file (nothing was made, so no CSRF check is owed).
     """
-    protected = csrf_protect(view)
+    def decorate(view):
+        protected = csrf_protect(view)
 
-    @wraps(view)
-    @csrf_exempt
-    @login_required
-    @require_POST
-    def wrapper(request):
-        request.upload_handlers = [TemporaryFileUploadHandler(request)]
-        return protected(request)
+        @wraps(view)
+        @csrf_exempt
+        @login_required
+        @require_POST
+        def wrapper(request):
+            request.upload_handlers = [TemporaryFileUploadHandler(request)]
+            try:
+                with disk_full_as_error("cannot receive the archive", settings.FILE_UPLOAD_TEMP_DIR or ""):
+                    request.POST  # noqa: B018 - reading the body writes the upload to its file
+            except DiskFull as error:
+                return _form_again(request, prefix, _with_error_only(form_class(data={}, prefix=prefix), str(error)))
+            return protected(request)
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
-@streamed_upload
+def _with_error_only(form, error: str):
+    """A form whose one error is the archive's (the body is lost, so its fields are empty, not wrong)."""
+    form.full_clean()
+    form.errors.clear()
+    form.add_error("archive", error)
+    return form
+
+
+def _form_again(request, prefix: str, form):
+    """An upload form with its errors: the form alone for htmx, else the whole page."""
+    if _is_htmx(request):
+        return render(request, f"_image_{prefix}_form.html", {f"{prefix}_form": form})
+    return _render_list(request, **{f"{prefix}_form": form})
+
+
+def _uploaded_path(form) -> str:
+    """The upload's own file (in FILE_UPLOAD_TEMP_DIR), which the host's worker reads: not copied again under
+    the state root, where the web's user may not write."""
+    return form.cleaned_data["archive"].temporary_file_path()
+
+
+@streamed_upload(ImportForm, "import")
 def image_import(request):
     if refused := _refusal(request, "image.import", request.POST.get("import-reference", "")):
         return refused
@@ -135,9 +167,8 @@ def image_import(request):
     if form.is_valid():
         changes = [line.strip() for line in form.cleaned_data["changes"].splitlines() if line.strip()]
         try:
-            with form.cleaned_data["archive"].open("rb") as archive:
-                image = services.import_image(archive, form.cleaned_data["reference"].strip() or None, changes,
-                                              user=request.user, source="web")
+            image = services.import_image(_uploaded_path(form), form.cleaned_data["reference"].strip() or None,
+                                          changes, user=request.user, source="web")
         except roles.PermissionDenied as error:
             return _refused(request, error)
         except InvalidValue as error:
@@ -147,20 +178,17 @@ def image_import(request):
         else:
             messages.success(request, f"Imported {image.id}.")
             return _done(request)
-    if _is_htmx(request):
-        return render(request, "_image_import_form.html", {"import_form": form})
-    return _render_list(request, import_form=form)
+    return _form_again(request, "import", form)
 
 
-@streamed_upload
+@streamed_upload(LoadForm, "load")
 def image_load(request):
     if refused := _refusal(request, "image.load"):
         return refused
     form = LoadForm(request.POST, request.FILES, prefix="load")
     if form.is_valid():
         try:
-            with form.cleaned_data["archive"].open("rb") as archive:
-                images = services.load_images(archive, user=request.user, source="web")
+            images = services.load_images(_uploaded_path(form), user=request.user, source="web")
         except roles.PermissionDenied as error:
             return _refused(request, error)
         except BerthError as error:
@@ -170,9 +198,7 @@ def image_load(request):
                 names = ", ".join(tag.name for tag in image.tags.all())
                 messages.success(request, f"Loaded image: {names}" if names else f"Loaded image ID: {image.id}")
             return _done(request)
-    if _is_htmx(request):
-        return render(request, "_image_load_form.html", {"load_form": form})
-    return _render_list(request, load_form=form)
+    return _form_again(request, "load", form)
 
 
 @login_required

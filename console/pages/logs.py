@@ -13,12 +13,17 @@ message of lines with {"ack": 1}; at most ``IN_FLIGHT`` go unanswered, so a
 slow page slows the reading of the log instead of filling the web server's
 buffers. Any signed-in user may read logs (viewers too). The reading itself
 is ``console.logstream``.
+
+Whether PID 1 runs is the row's word (its state, then each
+``container.changed``): the web process reads the log file and nothing else
+of the state root, so it can run as a user of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 from channels.db import database_sync_to_async
 from django.contrib.auth.decorators import login_required
@@ -29,6 +34,9 @@ from django.urls import path
 from .. import groups, logstream
 from ..consumers import _AuthorisedConsumer
 from ..models import Container
+
+# The row's states in which PID 1 runs (and may write more).
+RUNNING_STATES = (Container.STATE_RUNNING, Container.STATE_PAUSED)
 
 # Messages of lines sent and not yet acknowledged by the page. The web server buffers whatever a
 # slow page has not read; past this, the follower waits and the log file is the buffer.
@@ -68,6 +76,7 @@ class ContainerLogConsumer(_AuthorisedConsumer):
     """Follows one container's log for its page, and says when PID 1 exits or runs again."""
 
     follower: asyncio.Task | None = None
+    running: threading.Event | None = None  # read by the follower's thread
 
     def container_id(self) -> str:
         return self.scope["url_route"]["kwargs"]["container_id"]
@@ -85,12 +94,22 @@ class ContainerLogConsumer(_AuthorisedConsumer):
             await self.close()
             return
         await self.send(text_data=json.dumps({"status": logstream.status_text(row.state, row.exit_code)}))
+        self.running = threading.Event()
+        self._note_state(row.state)
         self.follower = asyncio.ensure_future(self._follow(row.id))
+
+    def _note_state(self, state: str) -> None:
+        if self.running is None:
+            return
+        if state in RUNNING_STATES:
+            self.running.set()
+        else:
+            self.running.clear()
 
     async def _follow(self, container_id: str) -> None:
         self.unacknowledged = 0
         self.acknowledged = asyncio.Event()
-        async for messages in logstream.follow(container_id):
+        async for messages in logstream.follow(container_id, self.running):
             for message in messages:
                 while self.unacknowledged >= IN_FLIGHT:
                     self.acknowledged.clear()
@@ -122,6 +141,7 @@ class ContainerLogConsumer(_AuthorisedConsumer):
             self.follower = None
 
     async def container_changed(self, event):
+        self._note_state(event["state"])
         await self.send(text_data=json.dumps({"status": logstream.status_text(
             event["state"], event["exit_code"], event.get("removed", False))}))
         if event.get("removed"):

@@ -1,57 +1,63 @@
-"""The shell in the browser: ``/bin/sh`` with a tty in a running container, over a websocket.
+"""The shell in the browser: ``/bin/sh`` with a tty in a running container, over a websocket, through the Docker API.
 
 ::
 
-    xterm.js ──binary: keys, paste──────────> ShellConsumer ──> pty master ──runc exec -t──> /bin/sh
-    xterm.js <─binary: output──────────────── ShellConsumer <── pty master       (in the container)
-             ──text: {"resize": [cols, rows]}─> TIOCSWINSZ on the master; runc passes it on (SIGWINCH)
-             <─text: {"status": "ended", "exit_code": N} once the shell exits, then the close
+    xterm.js ──binary: keys, paste──────────> ShellConsumer ──hijacked exec stream──> API ──runc exec -t──> /bin/sh
+    xterm.js <─binary: output──────────────── ShellConsumer <───────────────────────  API     (in the container)
+             ──text: {"resize": [cols, rows]}─> POST /exec/<id>/resize?h=&w=
+             <─text: {"status": "ended", "exit_code": N} once the shell exits (GET /exec/<id>/json), then the close
              <─text: {"error": "..."} and a 44xx close when the shell cannot be opened
 
-The exec runs in the process that serves the websocket, as the Docker API's
-does in its own: a pty and a foreground ``runc exec`` cannot travel through a
-Celery result. Opening it is an operation (``container.exec``), so a viewer is
-refused and every shell is in the audit log. When the page goes away the
-shell's session is hung up, then killed, and runc reaped: no exec is left.
+The web process may run as a user of its own, with no privileges: the exec
+runs in the Docker API process (root), whose socket the web's user may open
+(``console.apiclient``; that access is root-equivalent, as the Docker
+socket's is). Opening the shell is an operation (``container.exec``) of the
+signed-in user, so a viewer is refused and every shell is in the audit log
+(the API adds its own row, with the web process's uid and pid as origin).
+When the page goes away the stream to the API is closed: the API hangs up
+the shell's session, kills what stays and reaps runc (``console.hangup``);
+the consumer waits until the API says the exec no longer runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import os
-import signal
-import struct
-import termios
-from pathlib import Path
+import socket
+import time
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.urls import path
 
-from runtime.containers import ExecSession, exec_exit_code
 from runtime.errors import BerthError, Conflict, NotFound
 
-from .. import groups, operations, roles, services
+from .. import apiclient, groups, operations, roles, services
 from ..consumers import _AuthorisedConsumer
-from ..dockerapi.fdio import read_fd, wait_pid
+from ..hangup import HANGUP_GRACE
 from ..models import Container
-from ..runtime_access import get_runtime
 
 SHELL = ["/bin/sh"]
 SHELL_ENV = ["TERM=xterm-256color"]
 DEFAULT_SIZE = (80, 24)        # cols, rows, until the page says its own
 MAX_SIZE = 1000                # cols or rows; more is a mistake, not a screen
-HANGUP_GRACE = 2.0             # seconds the shell gets to leave after SIGHUP, before SIGKILL
-DRAIN_AFTER_EXIT = 1.0         # seconds to let the pty empty once runc is gone
 MAX_PENDING_INPUT = 1 << 20    # bytes of input held while the shell does not read
+# How long the page's leaving waits for the API to end the exec: its hang-up, then its kill.
+END_WAIT = 2 * HANGUP_GRACE + 3.0
 
 CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_CONFLICT = 4403, 4404, 4409
 
 
 # --- opening the shell (in a database thread) -----------------------------------------------
+
+@dataclass
+class Shell:
+    exec_id: str
+    stream: socket.socket      # the hijacked connection: the terminal's bytes both ways
+    early: bytes = b""         # output that came with the API's answer
+
 
 def _check_can_exec_here(container: Container) -> None:
     if container.state == Container.STATE_PAUSED:
@@ -63,20 +69,43 @@ def _check_can_exec_here(container: Container) -> None:
                        f"open its shell from that host's console")
 
 
-def open_shell(user, container_id: str, size: tuple[int, int]) -> ExecSession:
-    """Start the shell, audited as ``container.exec``; the session's pty is sized ``size`` (cols, rows)."""
+def open_shell(user, container_id: str, size: tuple[int, int]) -> Shell:
+    """Start the shell through the API, audited as ``container.exec``; its terminal sized ``size`` (cols, rows)."""
     container = services.get_container(container_id)
+    cols, rows = size
     with operations.operation("container.exec", user, "web", target=container,
                               detail={"Cmd": SHELL, "Tty": True}):
         _check_can_exec_here(container)
-        session = get_runtime().open_exec(container.id, SHELL, tty=True, env=SHELL_ENV, stdin=True)
-    # Before runc reads it, or later through its SIGWINCH handler: either way the shell sees it.
-    set_window(session.master, *size)
-    return session
+        _, created = apiclient.request("POST", f"/containers/{container.id}/exec", {
+            "Cmd": SHELL, "Env": SHELL_ENV, "Tty": True, "AttachStdin": True, "AttachStdout": True,
+            "AttachStderr": True, "ConsoleSize": [rows, cols]})
+        exec_id = created["Id"]
+        stream, early = apiclient.hijack(f"/exec/{exec_id}/start",
+                                         {"Detach": False, "Tty": True, "ConsoleSize": [rows, cols]})
+    return Shell(exec_id, stream, early)
 
 
-def set_window(fd: int, cols: int, rows: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+def exec_state(exec_id: str) -> dict:
+    """The API's inspect of the exec: Running, ExitCode, Pid."""
+    return apiclient.request("GET", f"/exec/{exec_id}/json")[1]
+
+
+def resize_exec(exec_id: str, cols: int, rows: int) -> None:
+    apiclient.request("POST", f"/exec/{exec_id}/resize?h={rows}&w={cols}")
+
+
+def wait_exec_ended(exec_id: str, timeout: float = END_WAIT) -> bool:
+    """Until the API says the exec no longer runs (it hangs up a shell whose stream closed); whether it did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if not exec_state(exec_id)["Running"]:
+                return True
+        except BerthError:
+            return False  # the API is gone (and its execs with it) or forgot the exec
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def window_size(query_string: bytes) -> tuple[int, int]:
@@ -95,95 +124,12 @@ def _valid_size(value) -> tuple[int, int]:
     return value[0], value[1]
 
 
-# --- ending it: the shell's session, then runc ------------------------------------------------
-
-def _stat_fields(pid: int) -> list[str]:
-    """Fields of /proc/PID/stat after the command name (state, ppid, pgrp, session, ...)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2:].split()
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            found.update(int(child) for child in children.read_text().split())
-        except OSError:
-            pass
-    return found
-
-
-def shell_processes(runc_pid: int) -> set[int]:
-    """The shell runc started (its child, with CLONE_PARENT) and every process of its session.
-
-    runc makes the shell a session leader on the container's tty, so its jobs
-    share its session id, as host pids in /proc.
-    """
-    leaders = _children(runc_pid)
-    if not leaders:
-        return set()
-    found = set(leaders)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if int(_stat_fields(int(entry.name))[3]) in leaders:
-                found.add(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            pass  # gone meanwhile
-    return found
-
-
-def _signal_all(pids, number: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, number)
-        except ProcessLookupError:
-            pass
-
-
-async def _exited(pid: int, timeout: float) -> bool:
-    exited = wait_pid(pid)
-    try:
-        await asyncio.wait_for(exited, timeout)
-        return True
-    except asyncio.TimeoutError:
-        return False
-
-
-async def end_exec(session: ExecSession) -> int:
-    """Hang up the shell, kill what stays after the grace, reap runc; its exit code."""
-    process = session.process
-    if process.poll() is None:
-        shell = shell_processes(process.pid)
-        try:
-            _signal_all([process.pid, *shell], signal.SIGHUP)  # runc forwards it to the shell too
-            if not await _exited(process.pid, HANGUP_GRACE):
-                # The shell first, so runc (its parent) reaps it; then runc, if it is still there.
-                _signal_all(shell | shell_processes(process.pid), signal.SIGKILL)
-                if not await _exited(process.pid, HANGUP_GRACE):
-                    _signal_all([process.pid], signal.SIGKILL)
-        except BaseException:
-            kill_exec(session)
-            raise
-    return process.wait()
-
-
-def kill_exec(session: ExecSession) -> None:
-    """No grace: for when the consumer itself is being cancelled."""
-    process = session.process
-    if process.poll() is None:
-        _signal_all(shell_processes(process.pid), signal.SIGKILL)
-        _signal_all([process.pid], signal.SIGKILL)
-    process.wait()
-
-
 # --- the websocket ----------------------------------------------------------------------------
 
 class ShellConsumer(_AuthorisedConsumer):
     """One shell per connection: it starts with the websocket and is gone when either side leaves."""
 
-    session: ExecSession | None = None
+    shell: Shell | None = None
 
     def group_name(self) -> str:
         return groups.container_group(self.scope["url_route"]["kwargs"]["container_id"])
@@ -194,17 +140,15 @@ class ShellConsumer(_AuthorisedConsumer):
             return  # anonymous: closed by the base
         container_id = self.scope["url_route"]["kwargs"]["container_id"]
         try:
-            self.session = await database_sync_to_async(open_shell)(
+            shell = await database_sync_to_async(open_shell)(
                 self.scope["user"], container_id, window_size(self.scope.get("query_string", b"")))
         except BerthError as error:
             await self.refuse(error)
             return
-        self.master = self.session.master
-        os.set_blocking(self.master, False)
-        self.pending_input = bytearray()
-        self.writing = False
-        self.output = asyncio.ensure_future(self.pump_output())
-        self.watcher = asyncio.ensure_future(self.watch_exit())
+        shell.stream.setblocking(False)
+        self.reader, self.writer = await asyncio.open_unix_connection(sock=shell.stream)
+        self.shell = shell
+        self.output = asyncio.ensure_future(self.pump_output(shell))
 
     async def refuse(self, error: BerthError) -> None:
         code = (CLOSE_FORBIDDEN if isinstance(error, roles.PermissionDenied)
@@ -212,20 +156,21 @@ class ShellConsumer(_AuthorisedConsumer):
         await self.send(text_data=json.dumps({"error": str(error)}))
         await self.close(code)
 
-    async def pump_output(self) -> None:
-        """The pty's output to the page as it comes; EOF (EIO) once runc, the slave's last holder, is gone."""
-        while data := await read_fd(self.master):
+    async def pump_output(self, shell: Shell) -> None:
+        """The terminal's output to the page as it comes; at its end (the shell exited), the exit code and the close."""
+        if shell.early:
+            await self.send(bytes_data=shell.early)
+        while data := await self.reader.read(65536):
             await self.send(bytes_data=data)
-
-    async def watch_exit(self) -> None:
-        await wait_pid(self.session.process.pid)
-        await asyncio.wait([self.output], timeout=DRAIN_AFTER_EXIT)
-        code = exec_exit_code(self.session.process.wait(), b"")
+        try:
+            code = (await asyncio.to_thread(exec_state, shell.exec_id)).get("ExitCode")
+        except BerthError:
+            code = None
         await self.send(text_data=json.dumps({"status": "ended", "exit_code": code}))
         await self.close()
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.session is None:
+        if self.shell is None:
             return
         if bytes_data is not None:
             self.write_input(bytes_data)
@@ -237,36 +182,20 @@ class ShellConsumer(_AuthorisedConsumer):
         try:
             message = json.loads(text)
             if "resize" in message:
-                set_window(self.master, *_valid_size(message["resize"]))
+                cols, rows = _valid_size(message["resize"])
+                await asyncio.to_thread(resize_exec, self.shell.exec_id, cols, rows)
             if isinstance(message.get("input"), str):
                 self.write_input(message["input"].encode())
         except (ValueError, TypeError, AttributeError) as error:
             await self.send(text_data=json.dumps({"error": f"bad control message: {error}"}))
-        except OSError:
-            pass  # the pty is gone: the end is on its way
+        except BerthError:
+            pass  # the exec is over: the end is on its way
 
     def write_input(self, data: bytes) -> None:
-        """Write what the pty takes now; the rest waits for it to take more (a paste can be large)."""
-        if len(self.pending_input) + len(data) > MAX_PENDING_INPUT:
+        """Hand the bytes to the stream; they wait in its buffer while the shell does not read (a paste can be large)."""
+        if self.writer.is_closing() or self.writer.transport.get_write_buffer_size() + len(data) > MAX_PENDING_INPUT:
             return  # the shell has stopped reading: a terminal drops keys then too
-        self.pending_input += data
-        self.flush_input()
-
-    def flush_input(self) -> None:
-        try:
-            written = os.write(self.master, self.pending_input) if self.pending_input else 0
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            written = len(self.pending_input)  # the pty is gone: nobody will read it
-        del self.pending_input[:written]
-        loop = asyncio.get_running_loop()
-        if self.pending_input and not self.writing:
-            loop.add_writer(self.master, self.flush_input)
-            self.writing = True
-        elif not self.pending_input and self.writing:
-            loop.remove_writer(self.master)
-            self.writing = False
+        self.writer.write(data)
 
     async def container_changed(self, event):
         """Nothing to do: when PID 1 exits, runc exec ends with it and so does the shell."""
@@ -278,19 +207,18 @@ class ShellConsumer(_AuthorisedConsumer):
             await super().disconnect(code)
 
     async def end_shell(self) -> None:
-        session, self.session = self.session, None
-        if session is None:
+        """Close the stream (the API hangs the shell up) and wait until the API says the exec is over."""
+        shell, self.shell = self.shell, None
+        if shell is None:
             return
-        self.watcher.cancel()
+        self.output.cancel()
+        await asyncio.gather(self.output, return_exceptions=True)
+        self.writer.close()
         try:
-            await end_exec(session)
-        finally:
-            kill_exec(session)  # a no-op once reaped; the hard way if end_exec was cancelled
-            self.output.cancel()
-            await asyncio.gather(self.output, self.watcher, return_exceptions=True)
-            if self.writing:
-                asyncio.get_running_loop().remove_writer(self.master)
-            os.close(self.master)
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+        await asyncio.to_thread(wait_exec_ended, shell.exec_id)
 
 
 urlpatterns = []

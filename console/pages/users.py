@@ -16,6 +16,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -73,7 +74,8 @@ def _not_oneself(user, by, what: str) -> None:
 
 
 class UserForm(forms.Form):
-    username = forms.CharField(max_length=150)
+    # The User model's own rule (letters, digits and @.+-_): create_user does not check it.
+    username = forms.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
     password = forms.CharField(widget=forms.PasswordInput, min_length=8)
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial=roles.VIEWER)
 

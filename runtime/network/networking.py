@@ -137,10 +137,14 @@ class Networking:
             previous = self.ports.owned(owner_id)
             for port in ports:
                 self._check_free(owner_id, port, previous)
+            # Written ahead: a process killed between the transaction and the record leaves the registry
+            # naming every port the map may hold (unpublish deletes them whether or not they are there).
+            self.ports.record(owner_id, previous + [p for p in ports if p not in previous])
             try:
                 self._apply(nft.delete_ports(self.table, owner_id, previous)
                             + nft.add_ports(self.table, owner_id, ports))
             except nft.NftError as exc:
+                self.ports.record(owner_id, previous)
                 self._explain_conflict(exc, ports, previous)
                 raise
             self.ports.record(owner_id, ports)

@@ -9,6 +9,7 @@ import tarfile
 import pytest
 
 from console.dockerapi.handlers.archive import walk
+from tests.helpers.tars import entry, image_archive, sparse_bomb, tar_of
 
 
 @pytest.fixture
@@ -131,3 +132,92 @@ def test_walk_clamps_dot_dot_at_the_root(box):
         os.close(parent)
     finally:
         os.close(fd)
+
+
+# --- archives that are refused before anything is unpacked (console/dockerapi/tarcheck.py) ------------------
+
+PETABYTE = 1 << 50
+REFUSED_COPIES = (
+    (tar_of(entry("../escape.txt", data=b"x")), 400, "climbs out"),
+    (tar_of(entry("ok/../../escape.txt", data=b"x")), 400, "climbs out"),
+    (tar_of(entry("/../../escape.txt", data=b"x")), 400, "climbs out"),
+    (tar_of(entry("abs", tarfile.SYMTYPE, link="/etc")), 400, "absolute"),
+    (tar_of(entry("rel", tarfile.SYMTYPE, link="../../../etc")), 400, "points out"),
+    (tar_of(entry("deep/", tarfile.DIRTYPE), entry("deep/rel", tarfile.SYMTYPE, link="../../x")), 400, "points out"),
+    (tar_of(entry("h", tarfile.LNKTYPE, link="../../etc/passwd")), 400, "points out"),
+    (tar_of(entry("null", tarfile.CHRTYPE)), 400, "device node"),
+    (tar_of(entry("sda", tarfile.BLKTYPE)), 400, "device node"),
+    (tar_of(entry("fine.txt", data=b"first"), entry("../late.txt", data=b"x"), compression="gz"), 400, "climbs out"),
+    (sparse_bomb(PETABYTE), 413, "unpacks to"),
+    (sparse_bomb(PETABYTE, compression="gz"), 413, "unpacks to"),
+    (b"this is not a tar archive at all" * 40, 400, "tar"),
+)
+
+
+def tree(root) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+def uploads_left(api) -> list[str]:
+    return sorted(os.listdir(api.tmp))
+
+
+@pytest.mark.parametrize("archive, status, words", REFUSED_COPIES,
+                         ids=[f"{n:02d}-{w}" for n, (_, _, w) in enumerate(REFUSED_COPIES)])
+def test_put_refuses_an_archive_that_would_unpack_outside_or_too_much_and_writes_nothing(
+        client, box, api, archive, status, words):
+    before = tree(box.parent.parent)
+    c = client()
+    c.request("PUT", "/v1.45/containers/box/archive?path=/data", archive, {"Content-Type": "application/x-tar"})
+    answer, headers, body = c.response()
+    assert answer == status and "json" in headers["content-type"], body
+    assert words in json.loads(body)["message"]
+    assert tree(box.parent.parent) == before
+    assert uploads_left(api) == []
+
+
+def test_put_still_takes_relative_symlinks_inside_and_hard_links_to_its_own_files(client, box):
+    archive = tar_of(entry("mine.txt", data=b"mine"), entry("same", tarfile.LNKTYPE, link="mine.txt"),
+                     entry("near", tarfile.SYMTYPE, link="sub/b.txt"), entry("up/", tarfile.DIRTYPE),
+                     entry("up/back", tarfile.SYMTYPE, link="../mine.txt"))
+    c = client()
+    c.request("PUT", "/v1.45/containers/box/archive?path=/data", archive, {"Content-Type": "application/x-tar"})
+    assert c.response()[0] == 200
+    assert (box / "data" / "same").read_bytes() == b"mine" and os.readlink(box / "data" / "up" / "back") == "../mine.txt"
+
+
+REFUSED_LAYERS = (
+    (tar_of(entry("../etc/cron.d/x", data=b"* * * * * root sh")), 400, "climbs out"),
+    (tar_of(entry("bin/evil", tarfile.SYMTYPE, link="../../../../host")), 400, "points out"),
+    (tar_of(entry("etc/shadow", tarfile.LNKTYPE, link="../../../etc/shadow")), 400, "points out"),
+    (tar_of(entry("dev/mem", tarfile.CHRTYPE)), 400, "device node"),
+    (sparse_bomb(PETABYTE, compression="gz"), 413, "unpacks to"),
+)
+
+
+def _post_archive(client, path: str, archive: bytes):
+    c = client()
+    c.request("POST", path, archive, {"Content-Type": "application/x-tar"})
+    return c.response()
+
+
+@pytest.mark.parametrize("layer, status, words", REFUSED_LAYERS, ids=[w for _, _, w in REFUSED_LAYERS])
+def test_import_refuses_a_layer_that_would_unpack_outside_or_too_much(client, services, api, layer, status, words):
+    answer, headers, body = _post_archive(client, "/v1.45/images/create?fromSrc=-&repo=refused", layer)
+    assert answer == status and words in json.loads(body)["message"], body
+    assert not [call for call in services.calls if call[0] in ("import", "load")]
+    assert uploads_left(api) == []
+
+
+@pytest.mark.parametrize("layer, status, words", REFUSED_LAYERS, ids=[w for _, _, w in REFUSED_LAYERS])
+def test_load_reads_the_layers_inside_the_archive_and_refuses_a_bad_one(client, services, api, layer, status, words):
+    answer, headers, body = _post_archive(client, "/v1.45/images/load", image_archive(layer))
+    assert answer == status and words in json.loads(body)["message"], body
+    assert not [call for call in services.calls if call[0] in ("import", "load")]
+    assert uploads_left(api) == []
+
+
+def test_a_root_file_system_keeps_its_absolute_symlinks(client, services):
+    layer = tar_of(entry("bin/busybox", data=b"\x7fELF"), entry("bin/sh", tarfile.SYMTYPE, link="/bin/busybox"))
+    answer, _, body = _post_archive(client, "/v1.45/images/create?fromSrc=-&repo=fine", layer)
+    assert answer == 200, body

@@ -22,8 +22,8 @@ def admin_password(live_stack) -> str:
 
 
 @pytest.fixture(scope="session")
-def web_server(live_stack) -> str:
-    process, url = start_web_server(live_stack)
+def web_server(live_stack, browser_docker_api) -> str:
+    process, url = start_web_server(live_stack, docker_socket=browser_docker_api)  # the shell's exec runs there
     try:
         yield url
     finally:

@@ -11,6 +11,7 @@ and to reach for nothing in the background, so only 127.0.0.1 is ever contacted.
 
 from __future__ import annotations
 
+import pwd
 import secrets
 import subprocess
 import sys
@@ -65,12 +66,26 @@ def create_admin(stack) -> str:
     return password
 
 
-def start_web_server(stack) -> tuple[subprocess.Popen, str]:
-    """daphne serving console.asgi (pages, websockets, /static/) on a free port: the process and its URL."""
+def as_user(user: str) -> list[str]:
+    """The command prefix scripts/start runs the web with: ``user``, its groups, no capabilities, none to gain."""
+    return ["setpriv", "--reuid", user, "--regid", str(pwd.getpwnam(user).pw_gid), "--init-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def start_web_server(stack, docker_socket: Path | None = None, user: str | None = None,
+                     log_name: str = "web.log") -> tuple[subprocess.Popen, str]:
+    """daphne serving console.asgi (pages, websockets, /static/) on a free port: the process and its URL.
+
+    Its shell asks the Docker API on ``docker_socket`` for the exec; ``user``: it runs as that user, as
+    scripts/start runs it (the process is then setpriv's, which daphne replaces: the same PID).
+    """
     port = _free_port()
-    log = stack.logs / "web.log"
-    process = _spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                      "console.asgi:application"], stack.env, log)
+    log = stack.logs / log_name
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"]
+    env = dict(stack.env)
+    if docker_socket is not None:
+        env["BERTH_DOCKER_SOCKET"] = str(docker_socket)
+    process = _spawn(as_user(user) + command if user else command, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_for_page(f"{url}/login/", process, log)

@@ -8,6 +8,7 @@ the live tests (tests/live.py) do the same through a real worker.
 
 import importlib
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -16,10 +17,12 @@ import redis
 from django.contrib.auth import get_user_model
 
 from console.celery import app as celery_app
+from console.dockerapi.api import DockerAPI
 from runtime import Runtime, StateRoot
 from runtime.baseimage import build_busybox
 from runtime.errors import NoSuchContainer
 from tests.conftest import remove_cgroup_parent, remove_state_root, unique
+from tests.helpers.api_thread import ServerThread
 from tests.helpers.fake_networking import Networking as FakeNetworking
 from tests.live import _end, _free_port, _spawn
 
@@ -164,3 +167,17 @@ def stats_redis(settings, redis_server):
     settings.REDIS_URL = redis_server
     redis.Redis.from_url(redis_server).flushdb()
     return redis_server
+
+
+@pytest.fixture
+def docker_api(host, settings):
+    """The Docker API (real services and runtime) in a thread, on a socket the console's settings name: the
+    browser shell runs its exec through it."""
+    folder = Path("/tmp") / unique("shell-api-")
+    folder.mkdir()
+    settings.BERTH_DOCKER_SOCKET = str(folder / "docker.sock")
+    try:
+        with ServerThread(DockerAPI(), str(folder / "docker.sock")) as running:
+            yield running
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

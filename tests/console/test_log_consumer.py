@@ -151,6 +151,8 @@ def test_a_last_line_without_newline_is_shown_once_pid_1_is_gone(client, admin, 
     row = started(["sh", "-c", "sleep 1; echo first; printf 'no newline'"])
 
     async def scenario(viewer):
+        await viewer.until(lambda v: v.lines == ["first"])
+        await sync_to_async(exited)(host, row)  # the row says PID 1 is gone: the page's word for it
         await viewer.until(lambda v: v.lines == ["first", "no newline"])
         return viewer
 

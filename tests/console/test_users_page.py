@@ -69,8 +69,8 @@ def test_an_admin_changes_a_role(signed_in, admin, viewer):
     viewer.refresh_from_db()
     assert roles.role_of(viewer) == roles.ADMIN and viewer.is_staff  # the Django admin too
     row = Operation.objects.get(action="user.role")
-    assert (row.user, row.target_name, row.detail, row.state) == (
-        admin, "vic", {"from": "viewer", "to": "admin"}, Operation.STATE_DONE)
+    assert (row.user, row.target_name, row.detail["from"], row.detail["to"], row.state) == (
+        admin, "vic", "viewer", "admin", Operation.STATE_DONE)
 
 
 def test_a_demoted_superuser_is_no_admin_any_more(signed_in, db):

@@ -37,9 +37,11 @@ from ..fdio import produce_in_thread
 from ..formats import go_file_mode, rfc3339
 from ..params import boolean
 from ..server import Response
+from ..tarcheck import COPY, checked
 from ..uploads import receive_to_file
 
 MAX_SYMLINKS = 40
+NAME_MAX, PATH_MAX = 255, 4096  # Linux's limits; past them every lookup fails with ENAMETOOLONG
 CHUNK = 1 << 16
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -70,7 +72,7 @@ def walk(root_fd: int, path: str, follow_last: bool) -> tuple[int, str]:
             if stat.S_ISLNK(info.st_mode) and (follow_last or not last):
                 hops += 1
                 if hops > MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                    raise bad_request(f"{path}: too many levels of symbolic links")
                 target = os.readlink(name, dir_fd=stack[-1])
                 if target.startswith("/"):
                     while len(stack) > 1:
@@ -160,6 +162,11 @@ def _path(request) -> str:
     path = request.arg("path")
     if not path:
         raise bad_request("bad parameter: 'path' cannot be empty")
+    if "\x00" in path:
+        raise bad_request("bad parameter: 'path' holds a NUL byte, which no file name can")
+    if len(path.encode()) > PATH_MAX or any(len(part.encode()) > NAME_MAX for part in path.split("/")):
+        raise bad_request(f"bad parameter: 'path' {path[:64]}... is too long: at most {NAME_MAX} bytes a name, "
+                          f"{PATH_MAX} in all")
     return path
 
 
@@ -294,7 +301,7 @@ def _extract(api, reference: str, path: str, archive: Path) -> None:
 async def put(api, request) -> Response:
     path = _path(request)
     boolean(request.arg("noOverwriteDirNonDir"))  # accepted; see the report: not enforced yet
-    archive = await receive_to_file(api, request, "cp-")
+    archive = await checked(api, await receive_to_file(api, request, "cp-"), COPY)
     try:
         await api.sync(_extract, api, request.params["id"], path, archive)
     finally:

@@ -6,6 +6,12 @@ own. ``start`` runs ``runc exec`` through ``Runtime.open_exec``::
     client ──stdin──> pipe / pty master ──runc exec──> the command in the container
     client <─frames── stdout + stderr pipes   (tty: the pty master, raw)
 
+A client that goes away from a started exec with a terminal and stdin (the
+connection closed both ways, not merely its write side) hangs up the
+command's session, as closing a terminal does: SIGHUP, SIGKILL after a
+grace, runc reaped (``console.hangup``). Docker leaves such a shell running;
+the console's web shell relies on this to leave none.
+
 runc reports a command it cannot start on its own stderr (``exec failed: ...``)
 and exits 255; that line is kept from the client and replaced by moby's
 ``OCI runtime exec failed: ...`` on stdout, and the exit code becomes 126 or
@@ -27,10 +33,11 @@ from dataclasses import dataclass, field
 from runtime.containers import exec_exit_code
 from runtime.errors import ContainerNotRunning
 
+from ... import hangup
 from .. import stdcopy
 from ..errors import bad_request, conflict, not_found
 from ..fdio import read_fd, wait_pid, write_fd
-from ..params import integer
+from ..params import detach_keys, integer
 from ..server import Response, empty, json_response
 from .streams import RAW, content_type
 
@@ -154,6 +161,10 @@ async def create(api, request) -> Response:
     cmd = _strings(body.get("Cmd"), "Cmd")
     if not cmd:
         raise bad_request("No exec command specified")
+    keys = body.get("DetachKeys") or body.get("detachKeys") or ""
+    if not isinstance(keys, str):
+        raise bad_request("json: cannot unmarshal into Go struct field ExecOptions.DetachKeys of type string")
+    detach_keys(keys, "escape keys")
     row = await api.sync(_running_container, api.services, request.params["id"])
     for name in ("User", "WorkingDir", "DetachKeys"):
         if body.get(name) is not None and not isinstance(body[name], str):
@@ -163,7 +174,7 @@ async def create(api, request) -> Response:
         attach_stdin=_flag(body, "AttachStdin"), attach_stdout=_flag(body, "AttachStdout"),
         attach_stderr=_flag(body, "AttachStderr"), env=_strings(body.get("Env"), "Env"),
         user=body.get("User") or "", workdir=body.get("WorkingDir") or "", privileged=_flag(body, "Privileged"),
-        detach_keys=body.get("DetachKeys") or body.get("detachKeys") or "",
+        detach_keys=keys,
         console_size=_console_size(body.get("ConsoleSize")),
     )
     api.execs.add(instance)
@@ -230,9 +241,15 @@ class _RuncErrorFilter:
         return self._release() if self.deciding else b""
 
 
-def _open_exec(runtime, instance: ExecInstance):
-    return runtime.open_exec(instance.container_id, instance.cmd, tty=instance.tty, env=instance.env,
-                             user=instance.user, workdir=instance.workdir, stdin=instance.attach_stdin)
+def _open_exec(api, instance: ExecInstance):
+    """Start the command, audited as ``container.exec`` as the console's shell is."""
+    container = api.services.get_container(instance.container_id)
+    detail = {"Cmd": instance.cmd, "Tty": instance.tty, "ExecID": instance.id}
+    if instance.user:
+        detail["User"] = instance.user
+    with api.operation("container.exec", container, detail):
+        return api.runtime.open_exec(instance.container_id, instance.cmd, tty=instance.tty, env=instance.env,
+                                     user=instance.user, workdir=instance.workdir, stdin=instance.attach_stdin)
 
 
 async def _pump_output(fd: int, out: "asyncio.Queue[tuple[int, bytes] | None]", stream: int,
@@ -298,7 +315,9 @@ class _Execution:
                    for fd, stream, gate in self._output_fds()]
         exited = wait_pid(self.process.pid)
         writer = asyncio.ensure_future(self._forward(conn))
-        feeder = None
+        feeder = hanging_up = None
+        if conn is not None and instance.tty and instance.attach_stdin:
+            hanging_up = asyncio.ensure_future(self._hang_up_when_gone(conn))
         if conn is not None and instance.attach_stdin:
             if self.session.master is not None:
                 feeder = asyncio.ensure_future(_pump_input(conn, self.session.master, close_at_eof=False))
@@ -315,10 +334,14 @@ class _Execution:
             await writer
         finally:
             exited.cancel()
-            for task in (feeder, writer, *readers):
+            for task in (feeder, writer, hanging_up, *readers):
                 if task is not None:
                     task.cancel()
             self._finish(self.process.poll())
+
+    async def _hang_up_when_gone(self, conn) -> None:
+        await conn.until_hung_up()
+        await hangup.end_exec(self.process)
 
     async def _forward(self, conn) -> None:
         tty = self.instance.tty
@@ -377,7 +400,7 @@ async def start(api, request):
     size = _console_size(body.get("ConsoleSize")) or instance.pending_size or instance.console_size
     instance.started = True
     try:
-        session = await api.sync(_open_exec, api.runtime, instance)
+        session = await api.sync(_open_exec, api, instance)
     except ContainerNotRunning as error:
         instance.started = False
         raise conflict(str(error)) from None

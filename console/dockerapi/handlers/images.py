@@ -7,13 +7,14 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from runtime.errors import NotFound
+from runtime.errors import NotFound, disk_full_as_error
 
 from .. import shapes
 from ..errors import HTTPError, bad_request, not_found, not_implemented
 from ..formats import unix
 from ..params import boolean, check_filter_names, filters
 from ..server import Response, json_response
+from ..tarcheck import IMAGE_ARCHIVE, LAYER, checked
 from ..uploads import receive_to_file
 
 IMAGE_FILTERS = {"reference", "dangling", "label", "before", "since", "until"}
@@ -167,6 +168,12 @@ def _loaded_lines(images) -> list[bytes]:
     return lines
 
 
+async def _receive(api, request, prefix: str) -> Path:
+    """The upload in a file under the state root; a full disk there is a DiskFull that says so."""
+    with disk_full_as_error("cannot receive the archive", api.root):
+        return await receive_to_file(api, request, prefix)
+
+
 def _load(services, path: Path) -> list[bytes]:
     return _loaded_lines(services.load_images(str(path)))
 
@@ -176,9 +183,11 @@ async def load(api, request):
     path = None
     error = None
     try:
-        path = await receive_to_file(api, request, "load-")
+        path = await _receive(api, request, "load-")
     except HTTPError as failure:
         error = failure.message
+    if path is not None:
+        path = await checked(api, path, IMAGE_ARCHIVE)  # a refusal is a 400 of its own: nothing was streamed yet
     stream = await request.stream("application/json")
     try:
         if error is None:
@@ -210,7 +219,7 @@ async def _import_image(api, request):
         name, given_tag = split_reference(repo)
         reference = f"{name}:{tag_name or given_tag or _DEFAULT_TAG}"
     changes = [c for c in request.args("changes") if c.strip()]
-    path = await receive_to_file(api, request, "import-")
+    path = await checked(api, await _receive(api, request, "import-"), LAYER)
     try:
         image_id = await api.sync(_import, api.services, path, reference, changes)
     finally:

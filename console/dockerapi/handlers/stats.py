@@ -36,10 +36,10 @@ _NS = cgroups.NS_PER_SECOND
 def _ps_rows(output: str, pids: set[int]) -> dict:
     lines = output.splitlines()
     if not lines:
-        raise HTTPError(500, "ps printed nothing")
+        raise bad_request("ps printed nothing with these ps_args")
     titles = lines[0].split()
     if "PID" not in titles:
-        raise HTTPError(500, "Couldn't find PID field in ps output")
+        raise bad_request("Couldn't find PID field in ps output: ps_args must keep the PID column")
     index = titles.index("PID")
     processes, previous_matched = [], False
     for line in lines[1:]:
@@ -53,7 +53,7 @@ def _ps_rows(output: str, pids: set[int]) -> dict:
         try:
             pid = int(fields[index])
         except ValueError:
-            raise HTTPError(500, f"Unexpected pid '{fields[index]}'") from None
+            raise bad_request(f"Unexpected pid '{fields[index]}' in ps output") from None
         previous_matched = pid in pids
         if previous_matched:
             processes.append(fields[:len(titles) - 1] + [" ".join(fields[len(titles) - 1:])])
@@ -73,8 +73,8 @@ def _top(api, reference: str, ps_args: str) -> dict:
         done = subprocess.run(["ps", *args], capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
         raise HTTPError(500, "ps is not installed on this host") from None
-    if done.returncode != 0:
-        raise HTTPError(500, f"Error running ps: {done.stderr.strip()}")
+    if done.returncode != 0:  # ps refused the client's ps_args (moby says 500; they are the client's to fix)
+        raise bad_request(f"Error running ps: {done.stderr.strip()}")
     return _ps_rows(done.stdout, pids)
 
 

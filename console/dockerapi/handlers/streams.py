@@ -18,6 +18,10 @@ Stdin is the one thing the socket is needed for: client bytes are buffered
 until the run has started, then written to the socket in order (its
 output is read and dropped so conmon never blocks on us). Resizes asked for before the
 start are applied when the run starts.
+
+On a terminal, the detach sequence (``detachKeys``, ctrl-p,ctrl-q by default, as
+moby's) typed on stdin ends the attach and leaves the container running; it never
+reaches the container. A sequence that is not one is a 400 before the 101.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from ..fdio import (
     Notifier,
     iterate_in_thread,
 )
-from ..params import boolean
+from ..params import boolean, detach_keys
 
 RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -56,6 +60,7 @@ BLOCK_BYTES = 256 << 10  # logs without follow: rendered output is sent in block
 BLOCK_BACKLOG = 8  # blocks read ahead of the client
 INLINE_TAIL = 1000  # a tail of at most this many lines, without follow, is read and sent in one go
 DB_CHECK = 1.0
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p,ctrl-q
 _STREAMS = {"stdout": stdcopy.STDOUT, "stderr": stdcopy.STDERR}
 
 
@@ -293,14 +298,40 @@ class LogTail:
             self.fd = None
 
 
+class EscapeSequence:
+    """The detach sequence in what a client types (moby's escape proxy): bytes that may begin it are
+    held back, the whole of it detaches, a beginning that goes wrong is passed on as typed."""
+
+    def __init__(self, keys: bytes):
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(what goes on to the container, whether the client detached)."""
+        passed = bytearray()
+        for value in data:
+            self.held += bytes((value,))
+            if self.keys.startswith(self.held):
+                if self.held == self.keys:
+                    return bytes(passed), True
+                continue
+            passed += self.held
+            self.held = b""
+        return bytes(passed), False
+
+
 class AttachSession:
     """One attached client: output from the log until the run ends, stdin into conmon's socket."""
 
-    def __init__(self, api, target: _Target, stdin: bool, stdout: bool, stderr: bool, history: bool):
+    def __init__(self, api, target: _Target, stdin: bool, stdout: bool, stderr: bool, history: bool,
+                 keys: bytes = DEFAULT_DETACH_KEYS):
         self.api = api
         self.runtime = api.runtime
         self.target = target
         self.want_stdin = stdin and target.open_stdin
+        # moby looks for the sequence on a terminal only: a pipe's bytes are data, whatever they are.
+        self.escape = EscapeSequence(keys) if target.tty and self.want_stdin else None
+        self.detached = False
         self.want = {"stdout": stdout, "stderr": stderr}
         self.history = history
         self.directory = local.container_dir(self.runtime, target.id)
@@ -342,7 +373,7 @@ class AttachSession:
             while True:
                 ended = await self._ended()
                 await self._emit(self.tail.read())
-                if ended or hangup.done():
+                if ended or hangup.done() or self.detached:
                     return
                 await self.notifier.wait(QUIET_WAKE)
         except (ConnectionError, BrokenPipeError):
@@ -454,12 +485,15 @@ class AttachSession:
             asyncio.get_running_loop().remove_reader(sock.fileno())
 
     async def _pump_stdin(self) -> None:
-        while True:
+        while not self.detached:
             data = await self.conn.read()
             if not data:
                 break
-            self.stdin_queue.put_nowait(data)
-        self.stdin_queue.put_nowait(None)
+            if self.escape is not None:
+                data, self.detached = self.escape.feed(data)
+            if data:
+                self.stdin_queue.put_nowait(data)
+        self.stdin_queue.put_nowait(None)  # detached too: the run loop sees it within QUIET_WAKE
 
     async def _emit(self, chunks) -> None:
         await self._emit_to(self.conn, chunks)
@@ -470,11 +504,12 @@ class AttachSession:
 
 
 async def attach(api, request):
+    keys = detach_keys(request.arg("detachKeys")) or DEFAULT_DETACH_KEYS  # checked first, as moby does
     target = await api.sync(_target, api.services, request.params["id"])
     follow = boolean(request.arg("stream"))
     history = boolean(request.arg("logs"))
     session = AttachSession(api, target, boolean(request.arg("stdin")), boolean(request.arg("stdout")),
-                            boolean(request.arg("stderr")), history)
+                            boolean(request.arg("stderr")), history, keys)
     session.prepare(follow)
     try:
         conn = await request.hijack(content_type(request, target.tty))
