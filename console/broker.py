@@ -4,10 +4,10 @@ Redis runs without persistence (``scripts/start``: ``--save "" --appendonly no``
 restarts, the queued tasks, the ones a worker held and their results are gone. A caller
 waiting for one would wait its whole timeout (``BERTH_TASK_TIMEOUT``) for nothing, its rows
 half-made all that while. So the wait is cut in slices, and between two slices the broker's
-``run_id`` (new at each start of Redis) is compared with the one seen when the task was sent::
+``run_id`` (new at each start of Redis) is compared with the one this process saw last::
 
     send (run_id A) --wait 1 s--> no answer, run_id A --wait 1 s--> Redis down: keep waiting
-        --wait 1 s--> run_id B: the task is lost --> send it again --> its outcome
+        --wait 1 s--> run_id B, and the task is nowhere in it: lost --> send it again --> its outcome
 
 Sending again is safe because every host task is idempotent (``console.tasks``): the task may
 have run before Redis went, its result lost with it, and its second run then changes nothing
@@ -58,11 +58,24 @@ def run_id() -> str | None:
     """The broker's run id (new at each start of Redis); None while it cannot be reached."""
     client = _client()
     try:
-        return client.info("server").get("run_id")
+        seen = client.info("server").get("run_id")
     except redis.RedisError:
         return None
     finally:
         client.close()
+    global _last_seen
+    _last_seen = seen
+    return seen
+
+
+# The run id last seen by this process: the baseline of a call, so that a quick call (nearly all are)
+# costs no round trip to Redis. One that is stale (Redis restarted since) only makes a slow call look
+# for its task in Redis once (``_wait``).
+_last_seen: str | None = None
+
+
+def _baseline() -> str | None:
+    return _last_seen or run_id()
 
 
 def call(task, host: str, *args, extra_wait: float = 0):
@@ -74,7 +87,7 @@ def call(task, host: str, *args, extra_wait: float = 0):
     timeout = settings.BERTH_TASK_TIMEOUT + extra_wait
     deadline = time.monotonic() + timeout
     for attempt in range(RESENDS + 1):
-        broker = None if task.app.conf.task_always_eager else run_id()
+        broker = None if task.app.conf.task_always_eager else _baseline()
         try:
             # Not run at all once the caller gave up (a task redelivered after its worker died, say).
             result = task.apply_async(args=args, queue=host_queue(host), expires=max(deadline - time.monotonic(), 1))
@@ -117,7 +130,11 @@ def _wait(result, name: str, host: str, deadline: float, timeout: float, broker:
             raise BerthError(f"the worker of host {host} did not answer within {timeout:g} s") from None
         now = run_id() if broker else None
         if now is not None and now != broker:
-            raise BrokerRestarted(f"Redis restarted while host {host} had {name}: the task was lost")
+            # The baseline may be older than the send (it is remembered, not asked): a task the new Redis
+            # still has, queued, held or answered, was sent after the restart and is not lost.
+            if _nowhere(result, host):
+                raise BrokerRestarted(f"Redis restarted while host {host} had {name}: the task was lost")
+            broker = now
         unseen = unseen + 1 if now is not None and _nowhere(result, host) else 0
         if unseen >= LOST_AFTER:
             raise TaskLost(f"{name} was lost on its way to the worker of host {host}")

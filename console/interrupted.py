@@ -93,6 +93,9 @@ def _judge(op: Operation) -> tuple[bool, str]:
         return False, f"the container is {row.state}"
     if op.action == "container.restart" and row.started_at and row.started_at < op.created:
         return False, "the container was not started again"
+    if op.action in ("container.stop", "container.kill") and row.state not in wanted:
+        # The stop was marked manual before its task went: a policy must go on restarting what still runs.
+        Container.objects.filter(pk=row.id).update(manually_stopped=False)
     return row.state in wanted, f"the container is {row.state}"
 
 

@@ -323,6 +323,12 @@ def release_ports(container_id: str) -> bool:
     return True
 
 
+def _joined_by_others(row: Container) -> bool:
+    """Does another container use this one's namespace (``--network container:``)? Create stores the mode
+    with the full id of the container joined."""
+    return Container.objects.filter(host_config__NetworkMode=f"container:{row.id}").exclude(pk=row.id).exists()
+
+
 def tear_down(row: Container) -> None:
     """Remove: its ports, veths and namespace go (its addresses go with its Endpoint rows)."""
     endpoints = endpoints_of(row)
@@ -332,7 +338,7 @@ def tear_down(row: Container) -> None:
     net = get_networking()
     with network_lock(row.id):
         net.release(row.id, [endpoint.endpoint_id for endpoint in endpoints],
-                    netns=bool(has_own_namespace(row) or row.sandbox_key))
+                    netns=bool(has_own_namespace(row) or row.sandbox_key), shared=_joined_by_others(row))
         PortMapping.objects.filter(container_id=row.id).update(host_port=None)
     (locks_dir() / f"{row.id}.net").unlink(missing_ok=True)
 

@@ -359,6 +359,8 @@ def rotate(path: Path, max_files: int, reopen: Callable[[], None]) -> bool:
             return False
     except FileNotFoundError:
         return False
+    if _out_of_inodes(path.parent):
+        return False  # conmon, asked to reopen, could not make the new file and would exit: later, once there is room
     keep = max_files - 1
     for p in log_files(path):
         if p != path and int(p.name.rsplit(".", 1)[1]) >= max(keep, 1):
@@ -374,6 +376,12 @@ def rotate(path: Path, max_files: int, reopen: Callable[[], None]) -> bool:
     prepare_log(path)  # conmon reopens it with its own mode; made first, it keeps the folder's group and 0640
     reopen()
     return True
+
+
+def _out_of_inodes(folder: Path) -> bool:
+    """No file can be made there (filesystems without an inode count, btrfs say, report 0 files in all)."""
+    stats = os.statvfs(folder)
+    return stats.f_files > 0 and stats.f_favail == 0
 
 
 class _Segment:

@@ -5,19 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
+
+from tests.helpers.waiting import wait_until
 
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-    return found
 
 
 def test_supervise_starts_a_command_that_ended_again_and_stops_it_with_itself(tmp_path):

@@ -97,7 +97,14 @@ def link_exists(name: str) -> bool:
 
 
 def assert_nothing_left(live, endpoint_ids=(), owners=(), devices=()):
-    """No veth of those endpoints, no namespace of those containers, none of their ports, no such bridge."""
+    """No veth of those endpoints, no namespace of those containers, none of their ports, no such bridge.
+
+    A removed container's veths go with its namespace, which the kernel tears down a moment after the
+    removal answered: they get a few seconds.
+    """
+    deadline = time.monotonic() + 5
+    while any(link_exists(veth_name(e)) for e in endpoint_ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     seen = live.networking().observe()
     assert not {veth_name(e) for e in endpoint_ids} & set(seen["veths"])
     assert not [e for e in endpoint_ids if link_exists(veth_name(e))]
@@ -223,6 +230,17 @@ def test_container_mode_shares_the_network_namespace_and_nothing_else(docker):
     ok(docker("stop", "-t", "0", "beta"))
     refused = docker("start", "beta")
     assert refused.returncode == 1 and f"cannot join network of a non running container: {a['Id']}" in refused.stderr
+
+
+def test_removing_a_container_another_runs_beside_takes_its_interface_from_the_shared_namespace(docker, live):
+    # beta's processes keep alpha's namespace alive: alpha's veth and address must go at once all the same,
+    # or beta would keep an address the network gives to the next container.
+    ok(docker("run", "-d", "--name", "alpha", "busybox", "sleep", "1000"))
+    ok(docker("run", "-d", "--name", "beta", "--network", "container:alpha", "busybox", "sleep", "1000"))
+    endpoint = inspect(docker, "alpha")["NetworkSettings"]["Networks"]["bridge"]["EndpointID"]
+    ok(docker("rm", "-f", "alpha"))
+    assert not link_exists(veth_name(endpoint))
+    assert ok(docker("exec", "beta", "ls", "/sys/class/net")).split() == ["lo"]
 
 
 # --- user-defined networks --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from tests.browser.web import (ADMIN, CHROMIUM, DOCKER, MISSING_CHROMIUM, PAGE_P
                                docker_cli, launch_chromium, log_in, start_docker_api, start_web_server, stop_server)
 from tests.conftest import unique
 from tests.live import PROJECT, LiveStack
+from tests.console.test_shell import runc_execs
 
 WEB_USER = "berth-web"
 GROUP = "berth"
@@ -154,19 +155,6 @@ def reads(paths: list[Path]) -> dict[str, str]:
     """For each path: "read" or the error the web's user gets opening it."""
     code = READ.replace("sys.argv[1:]", repr([str(p) for p in paths]))
     return dict(line.rsplit(" ", 1) for line in as_web_user(code).splitlines())
-
-
-def runc_execs(container_id: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                words = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"exec" in words and container_id.encode() in words:
-                found.append(int(entry.name))
-    return found
 
 
 # --- the process --------------------------------------------------------------------------------

@@ -103,6 +103,23 @@ def test_reconcile_finishes_an_interrupted_removal(busybox, host):
         host.get(container.id)
 
 
+def test_a_stop_whose_caller_died_before_its_task_fails_and_leaves_the_policy_in_force(busybox, host):
+    from console import interrupted
+    from console.operations import PROCESS, this_process
+
+    container = started(["sleep", "100"], RestartPolicy={"Name": "always"})
+    # What a web process killed between marking the stop manual and sending its task leaves behind.
+    Container.objects.filter(pk=container.id).update(manually_stopped=True)
+    gone = {**this_process(), "pid": 2 ** 22 + 1}  # above pid_max: no process has it
+    stop = Operation.objects.create(action="container.stop", source="web", target_id=container.id,
+                                    target_name=container.name, detail={PROCESS: gone})
+    interrupted.sweep()
+    stop.refresh_from_db()
+    assert stop.state == Operation.STATE_FAILED and "interrupted" in stop.error
+    assert Container.objects.get(pk=container.id).manually_stopped is False
+    assert host.get(container.id).running
+
+
 def test_reconcile_collects_stopped_containers_no_row_owns_and_never_kills_one(busybox, host):
     orphan = host.create(ContainerSpec(image="busybox", cmd=["true"]))
     alive = host.create(ContainerSpec(image="busybox", cmd=["sleep", "100"]))

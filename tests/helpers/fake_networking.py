@@ -165,7 +165,8 @@ class Networking:
                         raise PortAllocated(port.host_ip, port.host_port)
             self._state.published[owner_id] = list(ports)
 
-    def release(self, owner_id, endpoint_ids, netns=True):
+    def release(self, owner_id, endpoint_ids, netns=True, shared=False):
+        # The kernel deletes the veths of a namespace that goes a moment later: here, at once.
         self.unpublish(owner_id)
         for endpoint_id in endpoint_ids:
             self.detach(endpoint_id)

@@ -206,10 +206,10 @@ PRINTER = (
 PRINTED = re.compile(rb"line (\d+) x{%d}\n" % LINE_PAD)
 
 
-@pytest.fixture
-def full_engine():
-    """A runtime whose state root is a 32 MiB tmpfs with busybox, and the filler of that tmpfs."""
-    with small_tmpfs("32m") as root:
+@contextmanager
+def engine_on_tmpfs(size: str, inodes: int | None = None):
+    """A runtime whose state root is a small tmpfs with busybox, and the filler of that tmpfs."""
+    with small_tmpfs(size, inodes) as root:
         state = StateRoot(root, unique("cg-"))
         engine = Runtime(state)
         filler = Filler(root)
@@ -222,6 +222,12 @@ def full_engine():
                 engine.remove(container.id, force=True)
             engine.gc()
             remove_cgroup_parent(state.cgroup_parent)
+
+
+@pytest.fixture
+def full_engine():
+    with engine_on_tmpfs("32m") as made:
+        yield made
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -328,3 +334,21 @@ def test_a_container_that_exits_while_the_disk_is_full_is_seen_to_have_exited(fu
     filler.free()
     # conmon could not write the exit code on the full disk: it is lost, the exit is not.
     assert engine.get(container.id).state.status == "exited"
+
+
+def test_a_log_is_not_rotated_while_no_inode_is_left_and_is_once_there_are():
+    # conmon, asked to reopen its log where no file can be made, exits: PID 1's output would go nowhere.
+    with engine_on_tmpfs("16m", inodes=2000) as (engine, filler):
+        container = engine.create(ContainerSpec(image="busybox", log_max_size=1024, log_max_files=2,
+                                                cmd=["sh", "-c", "while true; do echo a line of the log; sleep 0.05; done"]))
+        engine.start(container.id)
+        log = engine.log_path(container.id)
+        wait_for(lambda: log.stat().st_size > 1024, 15, "the log to pass its size limit")
+        filler.fill_inodes()
+        assert engine.rotate_logs() == []
+        time.sleep(0.3)
+        assert engine.get(container.id).running and not log.with_name(f"{log.name}.1").exists()
+        filler.free()
+        assert engine.rotate_logs() == [container.id]
+        wait_for(lambda: log.exists() and log.stat().st_size > 0, 15, "lines in the new log after the rotation")
+        assert engine.get(container.id).running

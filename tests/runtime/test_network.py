@@ -35,6 +35,7 @@ from runtime.network import (
     veth_name,
 )
 from tests.conftest import PREFIX, RUN_ID, short_unique, unique
+from tests.helpers.waiting import wait_until
 
 _start = random.randrange(256)
 TEST_POOLS = [f"172.30.{(_start + i) % 256}.0/24" for i in range(256)]
@@ -504,6 +505,21 @@ def test_publishing_with_2000_ports_already_published_works(lab, networking):
 # --- cleanup -------------------------------------------------------------------------
 
 
+def test_release_of_a_shared_namespace_deletes_the_veths_at_once(lab, networking):
+    bridge = lab.bridge()
+    owner, path, endpoint = lab.wired(bridge)
+    # A process of another container in the namespace keeps it alive after its path is gone.
+    holder = subprocess.Popen(["nsenter", f"--net={path}", "sleep", "60"])
+    try:
+        networking.release(owner, [endpoint.endpoint_id], shared=True)
+        assert veth_name(endpoint.endpoint_id) not in links()
+        assert "eth0" not in subprocess.run(["nsenter", f"--net=/proc/{holder.pid}/ns/net", "ip", "-br", "link"],
+                                            capture_output=True, text=True, check=True).stdout
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_after_detach_unpublish_remove_netns_and_remove_bridge_nothing_remains(lab, networking):
     bridge = lab.bridge()
     owner, path, endpoint = lab.wired(bridge)
@@ -535,8 +551,9 @@ def test_release_removes_an_owners_ports_veths_and_namespace_at_once(lab, networ
     networking.release(owner, [endpoint.endpoint_id])
     networking.release(owner, [endpoint.endpoint_id])  # gone is fine
 
-    assert veth_name(endpoint.endpoint_id) not in links()
     assert path.rsplit("/", 1)[1] not in netns_names()
+    # The veth pair goes with the namespace, in the kernel's own time.
+    wait_until(lambda: veth_name(endpoint.endpoint_id) not in links(), 5, "the veth outlived its namespace")
     assert not [p for p in networking.observe()["ports"] if p["owner"] == owner]
 
 
