@@ -24,6 +24,7 @@ import pytest
 
 from runtime import NetworkSpec
 from runtime.errors import NotFound, PortAllocated
+from runtime.network.ports import bound
 from runtime.network import (
     DEFAULT_POOLS,
     BridgeSpec,
@@ -481,15 +482,15 @@ def test_free_port_comes_from_the_ephemeral_range_and_skips_published_ports(lab,
 
 def test_publishing_with_2000_ports_already_published_works(lab, networking):
     crowd, newcomer = lab.owner(), lab.owner()
-    taken: set[int] = set()
-    for _ in range(2000):
-        taken.add(networking.free_port("tcp", "127.0.0.1", taken))
+    # Below the ephemeral range: an outgoing connection elsewhere on the host can take an
+    # ephemeral port between our probe and the publish (CI saw 42616 go that way).
+    taken = set(unbound_ports_below_ephemeral_range(2000))
     ports = [PortSpec("tcp", "127.0.0.1", p, "172.30.0.2", 80) for p in sorted(taken)]
 
     began = time.monotonic()
     networking.publish(crowd, ports)
     crowd_took = time.monotonic() - began
-    port = networking.free_port("tcp", "127.0.0.1", taken)
+    port = unbound_ports_below_ephemeral_range(1, taken)[0]
     began = time.monotonic()
     networking.publish(newcomer, [PortSpec("tcp", "127.0.0.1", port, "172.30.0.3", 80)])
     one_took = time.monotonic() - began
@@ -500,6 +501,15 @@ def test_publishing_with_2000_ports_already_published_works(lab, networking):
         networking.publish(newcomer, [PortSpec("tcp", "0.0.0.0", ports[1000].host_port, "172.30.0.3", 80)])
     networking.unpublish(crowd)
     assert not [p for p in networking.observe()["ports"] if p["owner"] == crowd]
+
+
+def unbound_ports_below_ephemeral_range(count: int, taken: set[int] = frozenset()) -> list[int]:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    pool = [p for p in range(10000, low) if p not in taken]
+    random.shuffle(pool)
+    chosen = [p for p in pool[: count * 2] if not bound("tcp", "127.0.0.1", p)][:count]
+    assert len(chosen) == count, "the host listens on too many ports below its ephemeral range"
+    return chosen
 
 
 # --- cleanup -------------------------------------------------------------------------
