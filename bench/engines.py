@@ -16,11 +16,13 @@ Everything is named ``berth-bench-...`` (folders, cgroup parents, nft tables) or
 from __future__ import annotations
 
 import ctypes
+import http.client
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -62,8 +64,34 @@ class Engine:
         self.docker(*args, stdout=subprocess.DEVNULL)
         return time.perf_counter() - began
 
+    def timed_requests(self, *paths: str) -> float:
+        """Seconds for GETs of ``paths`` on one connection, each body read to its end: the engine's
+        share of a CLI command, without the CLI's own start-up."""
+        connection = _UnixHTTPConnection(self.socket)
+        try:
+            began = time.perf_counter()
+            for path in paths:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{self.name}: GET {path} answered {response.status}")
+            return time.perf_counter() - began
+        finally:
+            connection.close()
+
     def process_ids(self) -> set[int]:
         raise NotImplementedError
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=60)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self._path)
 
 
 # --- Berth ------------------------------------------------------------------------------------------

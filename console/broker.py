@@ -123,7 +123,13 @@ def _wait(result, name: str, host: str, deadline: float, timeout: float, broker:
         except TaskTimeout:
             pass
         except Exception as error:
-            if broker is None or not isinstance(error, (redis.RedisError, ConnectionError, OSError)):
+            lost_redis = isinstance(error, (redis.RedisError, ConnectionError, OSError))
+            if _failed(result):  # the task's own error, stored as its outcome: not the wait's
+                if lost_redis and broker is not None:
+                    # It lost Redis midway (publishing its events, say): maybe half done, and idempotent.
+                    raise BrokerRestarted(f"{name} lost Redis midway on host {host}: {error}") from error
+                raise BerthError(f"{name} failed on host {host}: {error}") from error
+            if broker is None or not lost_redis:
                 raise BerthError(f"{name} failed on host {host}: {error}") from error
             time.sleep(SLICE / 4)  # Redis is away; the next look tells whether it came back the same
         if time.monotonic() >= deadline:
@@ -138,6 +144,14 @@ def _wait(result, name: str, host: str, deadline: float, timeout: float, broker:
         unseen = unseen + 1 if now is not None and _nowhere(result, host) else 0
         if unseen >= LOST_AFTER:
             raise TaskLost(f"{name} was lost on its way to the worker of host {host}")
+
+
+def _failed(result) -> bool:
+    """Did the task itself raise (its failure stored)? False while Redis cannot say."""
+    try:
+        return result.failed()
+    except Exception:
+        return False
 
 
 def _nowhere(result, host: str) -> bool:

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from celery import shared_task
+from celery.signals import worker_init, worker_process_init
 from django.conf import settings
 from django.db import OperationalError
 
@@ -42,7 +43,7 @@ from . import dns_sync, networking, state, watcher  # noqa: F401  (watcher, dns_
 from . import errors as console_errors
 from .errors import NetworkingFailed
 from .models import Container, Endpoint, Network
-from .runtime_access import get_runtime
+from .runtime_access import get_runtime, networking_api
 from .specs import bind_sources_to_create, spec_from_container
 
 KILL_WAIT = 10  # seconds a SIGKILL may take to be observed, as moby waits in kill
@@ -105,6 +106,17 @@ def _started_since(container, requested_at: str) -> bool:
     """Did PID 1 start after the caller asked? Then this is a duplicate of that request."""
     started_at = container.state.started_at
     return bool(started_at and requested_at) and datetime.fromisoformat(started_at) >= datetime.fromisoformat(requested_at)
+
+
+@worker_init.connect
+@worker_process_init.connect
+def load_networking(**kwargs) -> None:
+    """Import the networking layer (pyroute2, ~0.3 s) before the pool forks, or at the latest when a pool
+    process starts: else the first task of each pool process that touches a network pays for it."""
+    try:
+        networking_api()
+    except BerthError:
+        pass  # the tasks that need it say so
 
 
 # --- containers ----------------------------------------------------------------------

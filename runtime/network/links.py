@@ -49,14 +49,11 @@ def iproute(netns_path: str | None = None) -> Iterator[IPRoute]:
 
 
 def find(ipr: IPRoute, name: str):
-    """The link called ``name``, or None."""
-    indexes = ipr.link_lookup(ifname=name)
-    if not indexes:
-        return None
+    """The link called ``name``, or None: one request (a lookup of its index first would be two)."""
     try:
-        return ipr.get_links(indexes[0])[0]
+        return ipr.link("get", ifname=name)[0]
     except NetlinkError as exc:
-        if exc.code == errno.ENODEV:
+        if exc.code in (errno.ENODEV, errno.ERANGE):  # ERANGE: a name too long to exist
             return None
         raise
 
