@@ -720,6 +720,7 @@ def _tail(ls: _LogSet, n: int, want, since_ns, until_ns, include_unfinished: boo
     chains: list[_Chain] = []  # candidates, open or settled
     open_: dict[bytes, _Chain] = {}
     seen: set[bytes] = set()
+    absent: set[bytes] | None = None  # streams known to have no line from here back to GAP before end
     skipping: set[bytes] = set()  # streams whose unfinished line is left out
     below_since = False
 
@@ -737,7 +738,12 @@ def _tail(ls: _LogSet, n: int, want, since_ns, until_ns, include_unfinished: boo
     for pos, line in _backward(ls, end):
         for s in [s for s, c in open_.items() if c.pos - pos > GAP]:
             settle(s)
-        if not open_ and (below_since or (len(chains) >= n and (len(seen) == len(want) or end - pos > GAP))):
+        if absent is None and not open_ and len(chains) >= n and len(seen) < len(want):
+            # Only a stream not seen yet can change the answer now; one with no line left in the
+            # window is not looked for line by line (a log of stdout alone would have its last
+            # 256 KiB split and read for a stderr line).
+            absent = _absent_streams(ls, max(end - GAP, 0), pos + len(line) + 1, want - seen)
+        if not open_ and (below_since or (len(chains) >= n and (len(seen | (absent or set())) == len(want) or end - pos > GAP))):
             break
         if since_ns is None and not open_ and certain() >= n and _stream_token(line) in seen:
             # Looking back for a stream not seen yet (its unfinished last line would rank first):
@@ -779,6 +785,14 @@ def _tail(ls: _LogSet, n: int, want, since_ns, until_ns, include_unfinished: boo
         settle(s)  # reached the beginning
     chains.sort(key=lambda c: c.key)
     return [c.record() for c in chains[-n:]]
+
+
+def _absent_streams(ls: _LogSet, lo: int, hi: int, streams) -> set[bytes]:
+    """Those of ``streams`` no line of which lies between logical ``lo`` and ``hi``: their field, with
+    the spaces around it, is nowhere in those bytes (met inside a line's text, it only costs the shortcut)."""
+    window = b"".join(_pread(seg.fd, min(seg.end, hi) - max(seg.start, lo), max(seg.start, lo) - seg.start)
+                      for seg in ls.segments if seg.start < hi and seg.end > lo)
+    return {s for s in streams if b" " + s + b" " not in window}
 
 
 def _stream_token(line: bytes) -> bytes:
