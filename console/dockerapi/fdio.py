@@ -8,6 +8,7 @@ import ctypes.util
 import errno
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Callable, Iterator
 
 
@@ -140,9 +141,15 @@ class Notifier:
                 return
 
     def close(self) -> None:
+        """Never waits: closing an inotify fd waits out an SRCU grace period in the kernel (~5-15 ms
+        here), which on an event loop held up every other request of the process (a start's answer)."""
         if self.fd >= 0:
-            os.close(self.fd)
+            _closer.submit(os.close, self.fd)
             self.fd = -1
+
+
+# One thread closes the Notifiers' fds, in the order they were handed over.
+_closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inotify-close")
 
 
 # --- a blocking iterator, consumed from asyncio --------------------------------------------------
