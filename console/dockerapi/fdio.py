@@ -141,7 +141,7 @@ class Notifier:
                 return
 
     def close(self) -> None:
-        """Never waits: closing an inotify fd waits out an SRCU grace period in the kernel (~5-15 ms
+        """Never waits: closing an inotify fd waits out an SRCU grace period in the kernel (10-20 ms
         here), which on an event loop held up every other request of the process (a start's answer)."""
         if self.fd >= 0:
             _closer.submit(os.close, self.fd)
