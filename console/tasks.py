@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init
 from django.conf import settings
 from django.db import OperationalError
 
@@ -109,10 +109,10 @@ def _started_since(container, requested_at: str) -> bool:
 
 
 @worker_init.connect
-@worker_process_init.connect
 def load_networking(**kwargs) -> None:
-    """Import the networking layer (pyroute2, ~0.3 s) before the pool forks, or at the latest when a pool
-    process starts: else the first task of each pool process that touches a network pays for it."""
+    """Import the networking layer (pyroute2, ~0.3 s) before the pool forks (``worker_init`` comes after
+    the task modules are imported and before the pool starts): else the first task of each pool process
+    that touches a network pays for it."""
     try:
         networking_api()
     except BerthError:

@@ -118,30 +118,30 @@ IMPORT = "/v1.45/images/create?fromSrc=-&repo=full/api&tag=1"
 LOAD = "/v1.45/images/load?quiet=1"
 
 
-def test_an_import_on_a_full_disk_is_a_clear_error_and_stores_nothing(full_api):
+def refused_on_a_full_disk_then_accepted(full_api, path: str, archive: bytes) -> bytes:
+    """Upload ``archive`` on a full disk: a clear refusal that stores nothing (no upload left in tmp/,
+    no layer, no tag). Then once space is freed: accepted; the answer's body."""
     connect, store, filler = full_api.connect, full_api.store, full_api.filler
     before = snapshot(store.state)
     filler.fill()
-    message = assert_a_clear_refusal(*upload(connect, IMPORT, LAYER))
+    message = assert_a_clear_refusal(*upload(connect, path, archive))
     assert message.startswith("cannot receive the archive: no space left on device")
-    assert snapshot(store.state) == before  # no upload left in tmp/, no layer, no tag
+    assert snapshot(store.state) == before
     filler.free()
-    status, _, data = upload(connect, IMPORT, LAYER)
+    status, _, data = upload(connect, path, archive)
     assert status == 200
+    return data
+
+
+def test_an_import_on_a_full_disk_is_a_clear_error_and_stores_nothing(full_api):
+    data = refused_on_a_full_disk_then_accepted(full_api, IMPORT, LAYER)
+    store = full_api.store
     assert json_lines(data)[-1]["status"] == store.get("full/api:1").id
     assert (store.layer_dirs(store.get("full/api:1"))[0] / "data" / "blob").read_bytes() == BLOB
 
 
 def test_a_load_on_a_full_disk_is_a_clear_error_and_stores_nothing(full_api):
-    connect, store, filler = full_api.connect, full_api.store, full_api.filler
-    before = snapshot(store.state)
-    filler.fill()
-    message = assert_a_clear_refusal(*upload(connect, LOAD, SAVED))
-    assert message.startswith("cannot receive the archive: no space left on device")
-    assert snapshot(store.state) == before
-    filler.free()
-    status, _, data = upload(connect, LOAD, SAVED)
-    assert status == 200
+    data = refused_on_a_full_disk_then_accepted(full_api, LOAD, SAVED)
     assert json_lines(data) == [{"stream": "Loaded image: full/load:1\n"}]
 
 

@@ -11,15 +11,6 @@ from console.dockerapi.api import DockerAPI
 from console.dockerapi.events import LocalEvents
 from console.models import Operation
 from tests.api.conftest import RawClient, ServerThread
-from tests.console.conftest import (  # noqa: F401 - fixtures this module uses
-    busybox,
-    fake_network_names,
-    host,
-    host_state,
-    in_memory_channels,
-    networking,
-    predefined_networks,
-)
 
 V = "/v1.45"
 

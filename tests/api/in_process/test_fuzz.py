@@ -35,15 +35,6 @@ from console.dockerapi.events import LocalEvents
 from console.dockerapi.handlers.description import DESCRIPTION
 from console.models import Container, Endpoint, Image, Network, Volume
 from tests.api.conftest import RawClient, ServerThread
-from tests.console.conftest import (  # noqa: F401 - fixtures this module uses
-    busybox,
-    fake_network_names,
-    host,
-    host_state,
-    in_memory_channels,
-    networking,
-    predefined_networks,
-)
 
 SEED = int(os.environ.get("BERTH_FUZZ_SEED", "20261130"))
 MAX_EXAMPLES = 2500

@@ -8,7 +8,7 @@ after (operations may grow: refusals are audited). Tar archives (cp, import,
 load) that climb out, link out, hold device nodes or unpack to more than the
 state root can take are among them; tests/api/test_archive.py checks that no
 file of theirs is written. The forms have their own corpus
-(tests/console/test_form_bad_input.py), and tests/api/test_fuzz.py sends
+(tests/console/test_form_bad_input.py), and tests/api/in_process/test_fuzz.py sends
 random requests drawn from the API's OpenAPI description.
 """
 
@@ -25,15 +25,6 @@ from console.dockerapi.events import LocalEvents
 from console.models import Container, Endpoint, Image, Mount, Network, PortMapping, Volume
 from tests.api.conftest import RawClient, ServerThread
 from tests.helpers.tars import entry, image_archive, sparse_bomb, tar_of
-from tests.console.conftest import (  # noqa: F401 - fixtures this module uses
-    busybox,
-    fake_network_names,
-    host,
-    host_state,
-    in_memory_channels,
-    networking,
-    predefined_networks,
-)
 
 V = "/v1.45"
 COUNTED = (Container, Network, Endpoint, PortMapping, Volume, Mount, Image)
