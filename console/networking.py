@@ -152,9 +152,9 @@ def planned_network(row: Container) -> tuple[NetworkSpec, list[str] | None]:
 
 
 def set_up(row: Container) -> tuple[NetworkSpec | None, list[str] | None, "Wiring | None"]:
-    """What the runtime needs before ``runc create`` (bridges, the namespace, the claimed host ports),
-    and the rest as a ``Wiring`` for the runtime to run while it creates PID 1: a veth per endpoint
-    (eth0, eth1... in endpoint order), then the published ports. Returns the runtime's NetworkSpec,
+    """What the runtime needs before ``runc create`` (the namespace, the claimed host ports), and the
+    rest as a ``Wiring`` for the runtime to run while it creates PID 1: the bridges up, a veth per
+    endpoint (eth0, eth1... in endpoint order), then the published ports. Returns the runtime's NetworkSpec,
     resolvers (None: what create wrote stays, for host and none) and the Wiring (None: nothing to wire).
 
     NetworkingFailed, with nothing left, when the first part cannot be made; the Wiring raises
@@ -169,6 +169,7 @@ def set_up(row: Container) -> tuple[NetworkSpec | None, list[str] | None, "Wirin
     endpoints = endpoints_of(row)
     publishing = False
     try:
+        bridges = [bridge_spec(network) for network in {e.network_id: e.network for e in endpoints}.values()]
         with collection_lock(exclusive=False):
             path, wires = _prepare(net, row, endpoints)
         publishing = True
@@ -177,7 +178,7 @@ def set_up(row: Container) -> tuple[NetworkSpec | None, list[str] | None, "Wirin
         undo(row.id, endpoints)
         raise _failure(row, endpoints, error, publishing) from error
     spec = NetworkSpec(mode=NETWORK_NETNS, netns_path=path, addresses=_addresses(endpoints))
-    return spec, _dns(row, endpoints), Wiring(net, row, endpoints, path, wires, ports)
+    return spec, _dns(row, endpoints), Wiring(net, row, endpoints, path, wires, ports, bridges)
 
 
 def _failure(row: Container, endpoints: list[Endpoint], error: Exception, publishing: bool) -> NetworkingFailed:
@@ -190,9 +191,8 @@ def _failure(row: Container, endpoints: list[Endpoint], error: Exception, publis
 
 
 def _prepare(net, row: Container, endpoints: list[Endpoint]) -> tuple[str, list]:
-    """Bridges up and the namespace made (runc joins it); each endpoint's spec."""
-    for network in {e.network_id: e.network for e in endpoints}.values():
-        net.ensure_bridge(bridge_spec(network))
+    """The namespace made (runc joins it); each endpoint's spec. The bridges are the Wiring's: nothing
+    before ``runc create`` needs them."""
     path = net.create_netns(row.id)
     Container.objects.filter(pk=row.id).update(sandbox_key=path)
     wires, routed = [], False
@@ -206,7 +206,8 @@ def _prepare(net, row: Container, endpoints: list[Endpoint]) -> tuple[str, list]
 @dataclass
 class Wiring:
     """The kernel's part of a start, run beside ``runc create`` (another thread: no database while it
-    runs): a veth per endpoint, then the published ports. ``store`` writes the veths' names after."""
+    runs): the bridges up, a veth per endpoint, then the published ports. ``store`` writes the veths'
+    names after."""
 
     net: object
     row: Container
@@ -214,12 +215,15 @@ class Wiring:
     path: str
     wires: list
     ports: list
+    bridges: list = field(default_factory=list)
     names: list[tuple[str, str]] = field(default_factory=list)
 
     def __call__(self) -> None:
         publishing = False
         try:
             with collection_lock(exclusive=False):
+                for bridge in self.bridges:
+                    self.net.ensure_bridge(bridge)
                 self.names = [self.net.attach(self.path, wire) for wire in self.wires]
                 publishing = True
                 if self.ports:

@@ -26,6 +26,7 @@ def spec_from_container(container, network: NetworkSpec | None = None, dns: list
     without them, host and none map straight through and anything else is ``none``."""
     config, host_config = container.config, container.host_config
     log_options = (host_config.get("LogConfig") or {}).get("Config") or {}
+    has_mount_rows = _has_mount_rows(container)
     return ContainerSpec(
         # The id, not the tag: a tag moved between the click and the task must not change the image.
         image=container.image_id or container.image_ref,
@@ -48,8 +49,8 @@ def spec_from_container(container, network: NetworkSpec | None = None, dns: list
             cpu_shares=host_config.get("CpuShares") or 0,
             pids_limit=max(host_config.get("PidsLimit") or 0, 0),  # 0 and -1 both mean unlimited
         ),
-        mounts=row_mounts(container) if _has_mount_rows(container) else bind_mounts(host_config),
-        tmpfs=tmpfs_mounts(container) if _has_mount_rows(container) else [],
+        mounts=row_mounts(container) if has_mount_rows else bind_mounts(host_config),
+        tmpfs=tmpfs_mounts(container) if has_mount_rows else [],
         extra_hosts=list(host_config.get("ExtraHosts") or []) + links.link_hosts(container),
         dns=list(dns if dns is not None else host_config.get("Dns") or []),
         dns_search=list(host_config.get("DnsSearch") or []),

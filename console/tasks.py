@@ -247,11 +247,17 @@ def unpause_container(container_id: str) -> None:
 @host_task()
 def remove_container(container_id: str, force: bool = False, volumes: bool = False) -> None:
     row = Container.objects.filter(pk=container_id).first()
-    named = dns_sync.is_named(container_id)
-    anonymous = volume_services.anonymous_volumes_of(container_id) if volumes else []
+    noted: dict = {}
+
+    def note_rows() -> None:
+        """What the rows tell before they go."""
+        noted["named"] = dns_sync.is_named(container_id)
+        noted["anonymous"] = volume_services.anonymous_volumes_of(container_id) if volumes else []
+
     if row is not None and force:
-        watcher.remove_with_network(row)  # both at once: rm -f waits for the slower, not the sum
+        watcher.remove_with_network(row, note_rows)  # all at once: rm -f waits for the slowest, not the sum
     else:
+        note_rows()
         try:
             get_runtime().remove(container_id, force=force)
         except NoSuchContainer:
@@ -259,8 +265,8 @@ def remove_container(container_id: str, force: bool = False, volumes: bool = Fal
         if row is not None:
             networking.tear_down(row)
     state.forget(container_id)
-    volume_services.release_anonymous_volumes(anonymous)
-    dns_sync.notify_for(container_id, named)
+    volume_services.release_anonymous_volumes(noted["anonymous"])
+    dns_sync.notify_for(container_id, noted["named"])
 
 
 # --- volumes -------------------------------------------------------------------------

@@ -43,6 +43,7 @@ import re
 import select
 import threading
 import time
+from collections.abc import Callable
 
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
@@ -244,28 +245,36 @@ def remove_after_exit(row: Container) -> None:
     claimed = Container.objects.filter(pk=row.id, state=row.state).update(state=Container.STATE_REMOVING)
     if not claimed:
         return  # somebody else removes it, or it started again
-    named = dns_sync.is_named(row.id)
-    anonymous = volume_services.anonymous_volumes_of(row.id)
-    operation = Operation.objects.create(source=Operation.SOURCE_SYSTEM, action="container.remove",
-                                         target_id=row.id, target_name=row.name, state=Operation.STATE_RUNNING,
-                                         detail={"reason": "AutoRemove", **_stamp()})
+    noted: dict = {}
+
+    def note_removal() -> None:
+        """What the rows tell before they go, and the removal's audit row."""
+        noted["named"] = dns_sync.is_named(row.id)
+        noted["anonymous"] = volume_services.anonymous_volumes_of(row.id)
+        noted["operation"] = Operation.objects.create(
+            source=Operation.SOURCE_SYSTEM, action="container.remove", target_id=row.id, target_name=row.name,
+            state=Operation.STATE_RUNNING, detail={"reason": "AutoRemove", **_stamp()})
+
     try:
-        remove_with_network(row)
+        remove_with_network(row, note_removal)
     except BerthError as error:
         Container.objects.filter(pk=row.id).update(state=row.state)
-        Operation.objects.filter(pk=operation.pk).update(state=Operation.STATE_FAILED, error=str(error),
-                                                         finished=timezone.now())
+        if "operation" in noted:
+            Operation.objects.filter(pk=noted["operation"].pk).update(
+                state=Operation.STATE_FAILED, error=str(error), finished=timezone.now())
         raise
     state.forget(row.id)
-    volume_services.release_anonymous_volumes(anonymous)
-    dns_sync.notify_for(row.id, named)
-    Operation.objects.filter(pk=operation.pk).update(state=Operation.STATE_DONE, finished=timezone.now())
+    volume_services.release_anonymous_volumes(noted["anonymous"])
+    dns_sync.notify_for(row.id, noted["named"])
+    Operation.objects.filter(pk=noted["operation"].pk).update(state=Operation.STATE_DONE, finished=timezone.now())
 
 
-def remove_with_network(row: Container) -> None:
+def remove_with_network(row: Container, first: Callable[[], None] | None = None) -> None:
     """Force-remove the runtime's container while its network is torn down: both mostly wait for the
     kernel (PID 1's death, the overlay's unmount; the veths' deletion, the port map's transaction),
-    and neither needs the other. The runtime's part runs in a thread (it touches no database)."""
+    and neither needs the other. The runtime's part runs in a thread (it touches no database);
+    ``first``, when given, runs in the caller's thread before the network's part (reads of the rows
+    before they go, say), so the runtime's part has begun meanwhile."""
     failure: list[BaseException] = []
 
     def remove_from_runtime() -> None:
@@ -279,7 +288,11 @@ def remove_with_network(row: Container) -> None:
     removing = threading.Thread(target=remove_from_runtime, name="berth-remove")
     removing.start()
     try:
-        networking.tear_down(row)
+        try:
+            if first is not None:
+                first()
+        finally:
+            networking.tear_down(row)
     finally:
         removing.join()
     if failure:

@@ -218,12 +218,15 @@ class Runtime:
                 if alongside is not None:
                     alongside()  # what it wires belongs to the PID 1 that runs already
                 return container
+            image = self.images.get(container.image_id)
+            self._mount_rootfs(container.id, image)  # once: the bundle's user is looked up in it
             if network is not None or dns is not None:
-                self._set_network(container, network, dns)
+                self._set_network(container, image, network, dns)
             self._launch(container, alongside)
             return container
 
-    def _set_network(self, container: Container, network: NetworkSpec | None, dns: list[str] | None) -> None:
+    def _set_network(self, container: Container, image: Image, network: NetworkSpec | None,
+                     dns: list[str] | None) -> None:
         spec = container.spec
         if network is not None:
             _validate_network(network)
@@ -232,8 +235,6 @@ class Runtime:
             spec.network = network
         if dns is not None:
             spec.dns = list(dns)
-        image = self.images.get(container.image_id)
-        self._mount_rootfs(container.id, image)
         _write_etc_files(self.state.container_dir(container.id), spec, spec.hostname)
         self._write_bundle(container, image)
         self._save(container)
@@ -255,7 +256,6 @@ class Runtime:
             failure = StartFailed(f"network namespace {network.netns_path} does not exist")
             self._record_failed_start(container, failure)
             raise failure
-        self._mount_rootfs(container.id, self.images.get(container.image_id))
         self.runc.delete(container.id)
         _remove(self._exit_file(container.id))
         try:
