@@ -125,7 +125,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Celery's Django fixup closes the connection before and after every task unless this is set: each
     # task then paid a new connection and its PRAGMAs (~0.5 ms, twice per `docker run`). A local file
-    # has no server to drop it; the fixup still recycles it every 2 x this many tasks.
+    # has no server to drop it; the fixup still recycles it after this many tasks.
     CELERY_DB_REUSE_MAX = 500
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
