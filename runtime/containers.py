@@ -26,6 +26,7 @@ import select
 import shutil
 import signal as signals
 import socket
+import struct
 import subprocess
 import termios
 import time
@@ -449,16 +450,11 @@ class Runtime:
     def exec_command(self, reference: str, cmd: list[str], tty: bool = False, env: list[str] = (),
                      user: str = "", workdir: str = "", console_socket: str = "") -> list[str]:
         """The runc command line that runs ``cmd`` inside a running container."""
-        container = self.get(reference)
-        if container.state.status != STATUS_RUNNING:
-            raise ContainerNotRunning(container.id)
-        if not cmd:
-            raise InvalidValue("cmd", "no command specified")
+        container = self._exec_target(reference, cmd, env)
         flags = ["--tty"] if tty else []
         if console_socket:
             flags += ["--console-socket", console_socket]
         for entry in env:
-            _check_env(entry)
             flags += ["--env", entry]
         if user:
             uid, gid, _ = resolve_user(self.state.container_dir(container.id) / "rootfs", user)
@@ -467,12 +463,45 @@ class Runtime:
             flags += ["--cwd", workdir]
         return self.runc.command("exec", *flags, container.id, *cmd)
 
+    def _sized_exec_command(self, reference: str, cmd: list[str], env: list[str], user: str, workdir: str,
+                            size: tuple[int, int]) -> tuple[list[str], int]:
+        """``runc exec`` of a whole process spec that holds the terminal's size: runc init sizes the
+        container's console before the command runs. (With ``--tty`` runc sizes it from our pty
+        beside the command's start, which may look first and find 0x0.) The spec is the
+        container's, changed as ``exec_command``'s flags change it; runc reads it from a memfd,
+        returned to be passed to runc and closed after."""
+        container = self._exec_target(reference, cmd, env)
+        directory = self.state.container_dir(container.id)
+        process = json.loads((directory / "config.json").read_bytes())["process"]
+        process.update(args=list(cmd), terminal=True, consoleSize={"height": size[0], "width": size[1]},
+                       env=list(process.get("env") or []) + list(env))
+        if user:
+            uid, gid, _ = resolve_user(directory / "rootfs", user)
+            process["user"] = {**process.get("user", {}), "uid": uid, "gid": gid}
+        if workdir:
+            process["cwd"] = workdir
+        fd = os.memfd_create("berth-exec-process")
+        os.write(fd, json.dumps(process).encode())
+        return self.runc.command("exec", "--process", f"/proc/self/fd/{fd}", container.id), fd
+
+    def _exec_target(self, reference: str, cmd: list[str], env: list[str]) -> Container:
+        container = self.get(reference)
+        if container.state.status != STATUS_RUNNING:
+            raise ContainerNotRunning(container.id)
+        if not cmd:
+            raise InvalidValue("cmd", "no command specified")
+        for entry in env:
+            _check_env(entry)
+        return container
+
     def open_exec(self, reference: str, cmd: list[str], tty: bool = False, env: list[str] = (),
-                  user: str = "", workdir: str = "", stdin: bool = False) -> ExecSession:
+                  user: str = "", workdir: str = "", stdin: bool = False,
+                  size: tuple[int, int] | None = None) -> ExecSession:
         """Start ``cmd`` in the container's namespaces; the caller streams its pipes or pty.
 
         runc stays in the foreground and exits with the command's code, so
         ``session.process.wait()`` is the exit code (see ``exec_exit_code``).
+        ``size`` (rows, cols), with a tty, is the terminal's before the command runs.
         """
         if not tty:
             command = self.exec_command(reference, cmd, False, env, user, workdir)
@@ -482,24 +511,35 @@ class Runtime:
         # runc exec -t in the foreground proxies its own stdio to the container's pty and
         # exits with the command's code; its stdio must be a terminal it controls.
         master, slave = os.openpty()
+        spec_fd = None
         try:
+            if size is not None:
+                set_window_size(slave, *size)  # runc follows our pty's size from then on
             # runc makes our side raw only once the command is starting: keys typed before would be
             # echoed twice and a \r made \n.
             setraw(slave)
-            command = self.exec_command(reference, cmd, True, env, user, workdir)
-            process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave,
-                                       start_new_session=True, preexec_fn=_take_controlling_terminal)
+            if size is None:
+                command = self.exec_command(reference, cmd, True, env, user, workdir)
+            else:
+                command, spec_fd = self._sized_exec_command(reference, cmd, env, user, workdir, size)
+            process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                       preexec_fn=_take_controlling_terminal,
+                                       pass_fds=() if spec_fd is None else (spec_fd,))
         except BaseException:
             os.close(master)
             raise
         finally:
             os.close(slave)
+            if spec_fd is not None:
+                os.close(spec_fd)
         return ExecSession(process, master=master)
 
     def exec(self, reference: str, cmd: list[str], tty: bool = False, env: list[str] = (),
-             user: str = "", workdir: str = "", stdin: bytes | None = None) -> ExecResult:
-        """Run ``cmd`` in the container's namespaces; its output and exit code (with a tty, one stream)."""
-        session = self.open_exec(reference, cmd, tty, env, user, workdir, stdin=stdin is not None)
+             user: str = "", workdir: str = "", stdin: bytes | None = None,
+             size: tuple[int, int] | None = None) -> ExecResult:
+        """Run ``cmd`` in the container's namespaces; its output and exit code (with a tty, one
+        stream of a terminal ``size`` rows by cols)."""
+        session = self.open_exec(reference, cmd, tty, env, user, workdir, stdin=stdin is not None, size=size)
         if session.master is None:
             output, errors = session.process.communicate(stdin)
         else:
@@ -889,6 +929,11 @@ def _pidfd(pid: int, start_time: int):
 
 def _take_controlling_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def set_window_size(fd: int, rows: int, cols: int) -> None:
+    """A pty's size, set on either of its ends; its foreground process group hears SIGWINCH."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def _drain_terminal(session: ExecSession, stdin: bytes | None) -> bytes:

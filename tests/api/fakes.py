@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runtime.containers import ExecSession
+from runtime.containers import ExecSession, set_window_size
 from console.errors import Forbidden
 from runtime.errors import (
     Conflict,
@@ -409,7 +409,7 @@ class FakeRuntime:
     def exit(self, container_id: str, code: int) -> None:
         (self.state.exits / container_id).write_text(str(code))
 
-    def open_exec(self, reference, cmd, tty=False, env=(), user="", workdir="", stdin=False):
+    def open_exec(self, reference, cmd, tty=False, env=(), user="", workdir="", stdin=False, size=None):
         if cmd and cmd[0] == "nosuchcmd":
             message = ('time="2026-01-01T00:00:00Z" level=error msg="exec failed: unable to start container '
                        'process: exec: \\"nosuchcmd\\": executable file not found in $PATH"')
@@ -419,6 +419,8 @@ class FakeRuntime:
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             return ExecSession(process)
         master, slave = os.openpty()
+        if size is not None:
+            set_window_size(slave, *size)
         process = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
         os.close(slave)
         return ExecSession(process, master=master)

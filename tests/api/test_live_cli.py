@@ -6,6 +6,7 @@ import io
 import json
 import os
 import select
+import struct
 import subprocess
 import tarfile
 import termios
@@ -209,9 +210,11 @@ def _read_until(fd: int, wanted: bytes, deadline: float, seen: bytearray) -> boo
     return True
 
 
-def _in_a_terminal(docker, *args: str) -> tuple[subprocess.Popen, int]:
-    """The docker CLI with a pty as its terminal (CheckTty wants one); (process, the pty's master)."""
+def _in_a_terminal(docker, *args: str, size: tuple[int, int] = (24, 80)) -> tuple[subprocess.Popen, int]:
+    """The docker CLI with a pty of ``size`` (rows, cols) as its terminal (CheckTty wants one);
+    (process, the pty's master)."""
     master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
 
     def controlling_terminal():
         os.setsid()
@@ -247,6 +250,24 @@ def test_exec_it_gives_a_working_interactive_shell(docker):
     docker("run", "-d", "--name", "host-of-exec", "busybox", "sleep", "1000")
     _type_and_check(*_in_a_terminal(docker, "exec", "-it", "host-of-exec", "sh"))
     assert docker("inspect", "-f", "{{.State.Running}}", "host-of-exec").stdout.strip() == "true"
+
+
+def test_exec_t_runs_the_command_in_a_terminal_of_the_users_size(docker):
+    """The CLI sends its terminal's size with the start: a command that asks at once sees it, not the
+    0x0 of a terminal that gets its size only after the command began."""
+    docker("run", "-d", "--name", "sized", "busybox", "sleep", "1000")
+    for _ in range(5):  # from the start, not by luck
+        process, master = _in_a_terminal(docker, "exec", "-t", "sized", "stty", "size", size=(40, 120))
+        seen = bytearray()
+        try:
+            _read_until(master, b"never", time.monotonic() + 30, seen)  # all of it, to the end
+            assert process.wait(30) == 0, bytes(seen)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+            os.close(master)
+        assert bytes(seen).split() == [b"40", b"120"], bytes(seen)
 
 
 def test_docker_version_and_info_talk_to_berth(docker):

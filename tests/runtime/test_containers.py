@@ -156,6 +156,15 @@ def test_exec_with_a_tty_gets_a_terminal_and_its_exit_code(engine, run):
     assert result.output.startswith(b"/dev/pts/")
 
 
+def test_exec_with_a_tty_has_its_size_before_the_command_runs(engine, run):
+    """A command that asks at once sees the size. runc's --tty sizes the console from our pty beside
+    the command's start: on a busy host, half such looks found 0x0 ("stty: standard input")."""
+    container = run("sleep", "1000")
+    for _ in range(10):
+        result = engine.exec(container.id, ["stty", "size"], tty=True, size=(40, 120))
+        assert (result.exit_code, result.output.split()) == (0, [b"40", b"120"]), result
+
+
 def test_exec_feeds_stdin_to_the_command(engine, run):
     container = run("sleep", "1000")
     assert engine.exec(container.id, ["cat"], stdin=b"piped\n").output == b"piped\n"

@@ -21,16 +21,13 @@ and exits 255; that line is kept from the client and replaced by moby's
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import re
 import secrets
-import struct
-import termios
 import threading
 from dataclasses import dataclass, field
 
-from runtime.containers import exec_exit_code
+from runtime.containers import exec_exit_code, set_window_size
 from runtime.errors import ContainerNotRunning
 
 from ... import hangup
@@ -185,17 +182,13 @@ async def inspect(api, request) -> Response:
     return json_response(api.execs.get(request.params["id"]).inspect())
 
 
-def set_window(fd: int, height: int, width: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-
-
 async def resize(api, request) -> Response:
     instance = api.execs.get(request.params["id"])
     height = integer("h", request.arg("h"), 0, minimum=0)
     width = integer("w", request.arg("w"), 0, minimum=0)
     if instance.master is not None and instance.running:
         try:
-            set_window(instance.master, height, width)
+            set_window_size(instance.master, height, width)
         except OSError:
             pass
     else:
@@ -241,15 +234,17 @@ class _RuncErrorFilter:
         return self._release() if self.deciding else b""
 
 
-def _open_exec(api, instance: ExecInstance):
-    """Start the command, audited as ``container.exec`` as the console's shell is."""
+def _open_exec(api, instance: ExecInstance, size: tuple[int, int] | None):
+    """Start the command, audited as ``container.exec`` as the console's shell is; with a tty, its
+    terminal ``size`` (rows, cols) from the start."""
     container = api.services.get_container(instance.container_id)
     detail = {"Cmd": instance.cmd, "Tty": instance.tty, "ExecID": instance.id}
     if instance.user:
         detail["User"] = instance.user
     with api.operation("container.exec", container, detail):
         return api.runtime.open_exec(instance.container_id, instance.cmd, tty=instance.tty, env=instance.env,
-                                     user=instance.user, workdir=instance.workdir, stdin=instance.attach_stdin)
+                                     user=instance.user, workdir=instance.workdir, stdin=instance.attach_stdin,
+                                     size=size)
 
 
 async def _pump_output(fd: int, out: "asyncio.Queue[tuple[int, bytes] | None]", stream: int,
@@ -400,7 +395,7 @@ async def start(api, request):
     size = _console_size(body.get("ConsoleSize")) or instance.pending_size or instance.console_size
     instance.started = True
     try:
-        session = await api.sync(_open_exec, api, instance)
+        session = await api.sync(_open_exec, api, instance, size)
     except ContainerNotRunning as error:
         instance.started = False
         raise conflict(str(error)) from None
@@ -411,11 +406,6 @@ async def start(api, request):
     instance.pid = session.process.pid
     instance.master = session.master
     instance.done = asyncio.Event()
-    if session.master is not None and size:
-        try:
-            set_window(session.master, *size)
-        except OSError:
-            pass
     execution = _Execution(instance, session)
     if detach:
         api.spawn(execution.run(None))
