@@ -39,6 +39,7 @@ def spec_from_container(container, network: NetworkSpec | None = None, dns: list
         hostname=config.get("Hostname") or "",
         domainname=config.get("Domainname") or "",
         tty=bool(config.get("Tty")),
+        console_size=list(host_config.get("ConsoleSize") or []),
         open_stdin=bool(config.get("OpenStdin")),
         stdin_once=bool(config.get("StdinOnce")),
         network=network or NetworkSpec(mode=runtime_network_mode(host_config.get("NetworkMode") or "bridge")),

@@ -84,7 +84,7 @@ def _process(container: Container, uid: int, gid: int, extra_gids: list[int]) ->
     spec = container.spec
     caps = capabilities(spec.cap_add, spec.cap_drop)
     nofile = _bounded_nofile()
-    return {
+    process = {
         "terminal": spec.tty,
         "user": {"uid": uid, "gid": gid, **({"additionalGids": extra_gids} if extra_gids else {})},
         "args": [container.path, *container.args],
@@ -94,6 +94,11 @@ def _process(container: Container, uid: int, gid: int, extra_gids: list[int]) ->
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
         "noNewPrivileges": True,
     }
+    if spec.tty and len(spec.console_size) == 2 and all(0 < n <= 0xFFFF for n in spec.console_size):
+        # runc init sizes the console before PID 1 runs; a resize after its start could come after
+        # PID 1's first look at its terminal.
+        process["consoleSize"] = {"height": spec.console_size[0], "width": spec.console_size[1]}
+    return process
 
 
 def _bounded_nofile() -> int:

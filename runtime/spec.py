@@ -78,6 +78,8 @@ class ContainerSpec:
     hostname: str = ""
     domainname: str = ""
     tty: bool = False
+    # The terminal's [rows, cols] before PID 1 runs (Docker's HostConfig.ConsoleSize); [] = 0x0 until a resize.
+    console_size: list[int] = field(default_factory=list)
     open_stdin: bool = False
     # Close PID 1's stdin when the first attached client closes its input (docker run -i).
     stdin_once: bool = False

@@ -252,22 +252,36 @@ def test_exec_it_gives_a_working_interactive_shell(docker):
     assert docker("inspect", "-f", "{{.State.Running}}", "host-of-exec").stdout.strip() == "true"
 
 
+def _all_in_a_terminal(docker, *args: str, size: tuple[int, int]) -> bytes:
+    """What the docker CLI prints in a pty of ``size`` (rows, cols), to its exit (which must be 0)."""
+    process, master = _in_a_terminal(docker, *args, size=size)
+    seen = bytearray()
+    try:
+        _read_until(master, b"never", time.monotonic() + 30, seen)  # all of it, to the end
+        assert process.wait(30) == 0, bytes(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        os.close(master)
+    return bytes(seen)
+
+
 def test_exec_t_runs_the_command_in_a_terminal_of_the_users_size(docker):
     """The CLI sends its terminal's size with the start: a command that asks at once sees it, not the
     0x0 of a terminal that gets its size only after the command began."""
     docker("run", "-d", "--name", "sized", "busybox", "sleep", "1000")
     for _ in range(5):  # from the start, not by luck
-        process, master = _in_a_terminal(docker, "exec", "-t", "sized", "stty", "size", size=(40, 120))
-        seen = bytearray()
-        try:
-            _read_until(master, b"never", time.monotonic() + 30, seen)  # all of it, to the end
-            assert process.wait(30) == 0, bytes(seen)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-            os.close(master)
-        assert bytes(seen).split() == [b"40", b"120"], bytes(seen)
+        output = _all_in_a_terminal(docker, "exec", "-t", "sized", "stty", "size", size=(40, 120))
+        assert output.split() == [b"40", b"120"], output
+
+
+def test_run_t_starts_pid_1_in_a_terminal_of_the_users_size(docker):
+    """`docker run -t` sends its terminal's size with the create: PID 1 has it from its first
+    instruction (a resize after the start came too late for a PID 1 that looks at once)."""
+    for _ in range(3):
+        output = _all_in_a_terminal(docker, "run", "--rm", "-t", "busybox", "stty", "size", size=(40, 120))
+        assert output.split() == [b"40", b"120"], output
 
 
 def test_docker_version_and_info_talk_to_berth(docker):

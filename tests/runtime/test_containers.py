@@ -391,6 +391,17 @@ def test_tty_mode_gives_pid_1_a_terminal(engine, run):
     assert "/dev/pts/0" in text and "is-a-tty" in text
 
 
+def test_tty_mode_gives_pid_1_its_console_size_before_it_runs(engine, run):
+    container = finished(engine, run("stty", "size", tty=True, console_size=[40, 120]))
+    assert output(engine, container.id).split() == ["40", "120"]
+
+
+def test_a_console_size_out_of_a_terminals_range_is_left_to_a_resize(engine, run):
+    container = finished(engine, run("stty", "size", tty=True, console_size=[40, 70000]))
+    assert (container.state.exit_code, container.state.error) == (0, "")  # the start went on
+    assert output(engine, container.id).strip() == "stty: standard input"  # 0x0, not 40x4464 wrapped
+
+
 def test_attach_feeds_stdin_and_reads_output(engine, run):
     container = run("sh", "-c", "read line; echo got:$line", open_stdin=True)
     with engine.attach(container.id) as attached:
