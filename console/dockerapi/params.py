@@ -16,7 +16,8 @@ def boolean(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() not in _FALSE
 
 
-def integer(name: str, value: str | None, default: int | None = None, minimum: int | None = None) -> int | None:
+def integer(name: str, value: str | None, default: int | None = None, minimum: int | None = None,
+            maximum: int | None = None) -> int | None:
     if value is None or value.strip() == "":
         return default
     try:
@@ -25,6 +26,8 @@ def integer(name: str, value: str | None, default: int | None = None, minimum: i
         raise bad_request(f"invalid value for {name}: {value!r} is not an integer") from None
     if minimum is not None and number < minimum:
         raise bad_request(f"invalid value for {name}: {number} is below {minimum}")
+    if maximum is not None and number > maximum:
+        raise bad_request(f"invalid value for {name}: {number} is above {maximum}")
     return number
 
 

@@ -119,6 +119,17 @@ def test_exec_resize_sets_the_pty_window(client, running):
     assert c.read_to_close() == b"33 111\r\n"
 
 
+def test_a_terminal_size_beyond_16_bits_is_400_and_starts_nothing(client, running):
+    exec_id = _create(client, running, ["stty", "size"], Tty=True)
+    status, _, data = client().json("POST", f"/exec/{exec_id}/start", {"Tty": True, "ConsoleSize": [70000, 80]})
+    assert status == 400 and "ConsoleSize" in data["message"], data
+    assert client().json("GET", f"/exec/{exec_id}/json")[2]["Running"] is False
+    resize = client()
+    resize.request("POST", f"/exec/{exec_id}/resize?h=24&w=65536")
+    status, _, body = resize.response()
+    assert status == 400 and b"65536 is above 65535" in body, body
+
+
 def test_inspect_lists_running_exec_ids(client, running):
     exec_id = _create(client, running, ["sleep", "0.5"])
     client().json("POST", f"/exec/{exec_id}/start", {"Detach": True})

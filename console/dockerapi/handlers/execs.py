@@ -133,12 +133,17 @@ def _flag(body: dict, name: str) -> bool:
     return bool(value)
 
 
+TERMINAL_SIDE_MAX = 0xFFFF  # rows or columns: a terminal's size is two 16-bit numbers
+
+
 def _console_size(value) -> tuple[int, int] | None:
     if not value:
         return None
     if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
-        raise bad_request("json: cannot unmarshal ConsoleSize: expected [height, width]")
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= TERMINAL_SIDE_MAX
+                       for v in value)):
+        raise bad_request(f"json: cannot unmarshal ConsoleSize: expected [height, width], each 0 to "
+                          f"{TERMINAL_SIDE_MAX}")
     return (value[0], value[1]) if value[0] and value[1] else None
 
 
@@ -184,8 +189,8 @@ async def inspect(api, request) -> Response:
 
 async def resize(api, request) -> Response:
     instance = api.execs.get(request.params["id"])
-    height = integer("h", request.arg("h"), 0, minimum=0)
-    width = integer("w", request.arg("w"), 0, minimum=0)
+    height = integer("h", request.arg("h"), 0, minimum=0, maximum=TERMINAL_SIDE_MAX)
+    width = integer("w", request.arg("w"), 0, minimum=0, maximum=TERMINAL_SIDE_MAX)
     if instance.master is not None and instance.running:
         try:
             set_window_size(instance.master, height, width)
