@@ -24,15 +24,13 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from . import bench_docker_run, bench_logs_tail, bench_publish
 from .bench_logs_tail import parse_size
-from .common import INSIDE_SUITE, RESULTS, exclusive
+from .common import INSIDE_SUITE, PROJECT, RESULTS, exclusive
 from .engines import Dockerd, start_engines, stop_engines, ruleset_json
 from .report import Row, draw_chart, failed, print_table, write_json
 
-PROJECT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_S = 300
 
 
@@ -110,6 +108,8 @@ def run_true_rows(result: dict, raw: dict) -> list[Row]:
         rows.append(Row("  floor: the docker CLI alone + runc run of true", f"{low['sum_s']:.3f} s", "", None,
                         "report", note=f"CLI {low['cli_s'] * 1000:.0f} ms + runc {low['runc_run_s'] * 1000:.0f} ms"
                         f"{reachable}"))
+        rows.append(Row("  floor of the design: CLI, conmon + runc, 2 tasks, 4 events", f"{low['design_s']:.3f} s",
+                        "", None, "report", note=bench_docker_run.design_parts(low) + reachable))
     return rows
 
 

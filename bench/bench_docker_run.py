@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 
-from .bench_runtime import bench_runc_floor
-from .common import RESULTS
+from .bench_runtime import bench_monitor_floor, bench_runc_floor
+from .common import PROJECT, RESULTS
 from .engines import Berth, Engine, measured_on_both
 
 TARGET_RATIO = 0.25
+TASKS_PER_RUN = 2   # create, start
+EVENTS_PER_RUN = 4  # created, running, exited, removed
 
 
 def measure(engines: list[Engine], runs: int) -> dict:
@@ -38,10 +42,33 @@ def measure(engines: list[Engine], runs: int) -> dict:
 
 def floor(berth: Berth, runs: int) -> dict:
     """What no engine built on the docker CLI, conmon and runc can go below: the CLI's own cost (a
-    ``docker version``, which Berth's server answers in ~0.2 ms) and ``runc run`` of a bundle made once."""
+    ``docker version``, which Berth's server answers in ~0.2 ms) and ``runc run`` of a bundle made once.
+    Then the design's floor: the CLI, a start and wait through conmon and runc of a container made once,
+    and what the processes' hand-offs cost with no work in them (``fixed_costs``): a ``run --rm`` is two
+    host tasks (create, start) and four events (created, running, exited, removed)."""
     cli = statistics.median(berth.timed("version") for _ in range(runs))
-    runc = bench_runc_floor(berth.stack.runtime(), runs)["median_s"]
-    return {"cli_s": cli, "runc_run_s": runc, "sum_s": cli + runc}
+    engine = berth.stack.runtime()
+    runc = bench_runc_floor(engine, runs)["median_s"]
+    monitor = bench_monitor_floor(engine, runs)["median_s"]
+    fixed = fixed_costs(berth, runs)
+    design = cli + monitor + TASKS_PER_RUN * fixed["task_round_trip_s"] + EVENTS_PER_RUN * fixed["event_s"]
+    return {"cli_s": cli, "runc_run_s": runc, "sum_s": cli + runc, "conmon_runc_start_wait_s": monitor,
+            **fixed, "design_s": design}
+
+
+def fixed_costs(berth: Berth, runs: int) -> dict:
+    """bench.fixed_costs in a process of its own, joined to the Berth's stack (its Redis, worker, database)."""
+    answer = subprocess.run([sys.executable, "-m", "bench.fixed_costs", "--runs", str(runs)], env=berth.stack.env,
+                            cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    if answer.returncode != 0:
+        raise RuntimeError(f"bench.fixed_costs exited with {answer.returncode}: {answer.stderr.strip()[-2000:]}")
+    return json.loads(answer.stdout.strip().splitlines()[-1])
+
+
+def design_parts(low: dict) -> str:
+    return (f"CLI {low['cli_s'] * 1000:.0f} ms + conmon and runc {low['conmon_runc_start_wait_s'] * 1000:.0f} ms"
+            f" + {TASKS_PER_RUN} tasks x {low['task_round_trip_s'] * 1000:.1f} ms"
+            f" + {EVENTS_PER_RUN} events x {low['event_s'] * 1000:.1f} ms")
 
 
 def main() -> None:
@@ -59,6 +86,7 @@ def main() -> None:
         print("  Docker  not measured: no dockerd here (apt-get install docker.io to add the yardstick)")
     low = result["floor"]
     print(f"  floor   {low['sum_s']:.3f} s: the docker CLI {low['cli_s']:.3f} s + runc run {low['runc_run_s']:.3f} s")
+    print(f"  design  {low['design_s']:.3f} s: {design_parts(low)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "docker_run.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -63,6 +63,22 @@ def bench_run_true(engine: Runtime, runs: int) -> dict:
     return {"median_s": statistics.median(timings), "runs": runs}
 
 
+def bench_monitor_floor(engine: Runtime, runs: int) -> dict:
+    """Start and wait of a container made once (rootfs, bundle): conmon, ``runc create``, PID 1 exec'd
+    through runc's fifo, its exit seen. What every start through conmon and runc costs, no network."""
+    container = engine.create(ContainerSpec(image="busybox", cmd=["true"]))
+    timings = []
+    try:
+        for _ in range(runs):
+            began = time.perf_counter()
+            engine.start(container.id)
+            engine.wait(container.id)
+            timings.append(time.perf_counter() - began)
+    finally:
+        engine.remove(container.id, force=True)
+    return {"median_s": statistics.median(timings), "runs": runs}
+
+
 def bench_runc_floor(engine: Runtime, runs: int) -> dict:
     """runc run of a bundle prepared once: rootfs mounted, config written."""
     container = engine.create(ContainerSpec(image="busybox", cmd=["true"]))

@@ -13,6 +13,7 @@ from runtime import Runtime
 from runtime.mounts import mount_points, unmount
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PROJECT = RESULTS.parent.parent
 
 
 def remove_engine(engine: Runtime) -> None:

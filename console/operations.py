@@ -7,6 +7,7 @@ Shared by the services of containers, images and networks (``services``,
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from contextlib import contextmanager
@@ -69,7 +70,14 @@ def _record(action: str, user, source: str, target, name: str, detail: dict | No
 
 def this_process() -> dict:
     """Who runs an operation: the worker finishes the rows of a process that died (``console.interrupted``)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start_time(os.getpid())}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _own_start_time(os.getpid())}
+
+
+@functools.lru_cache(maxsize=8)
+def _own_start_time(pid: int) -> int | None:
+    """A process's start time never changes: read once per process (the pid is the key: a forked child
+    has its own), not once per operation."""
+    return process_start_time(pid)
 
 
 def process_start_time(pid: int) -> int | None:

@@ -340,6 +340,12 @@ def rename_container(container_id: str, new_name: str) -> None:
     get_runtime().rename(container_id, new_name)
 
 
+@host_task(retry_db=False)
+def ping() -> dict:
+    """Which host and worker process took it: a host's queue is served (and the fixed cost of a task)."""
+    return {"host": settings.BERTH_HOST, "pid": os.getpid()}
+
+
 @host_task()
 def refresh_container(container_id: str) -> dict:
     return {"found": state.record(container_id) is not None}

@@ -133,3 +133,14 @@ def test_images_come_and_go_through_the_worker(live):
         services.remove_image(reference)
         assert not Image.objects.filter(pk=image.id).exists()
     assert [tag.name for image in services.list_images() for tag in image.tags.all()] == ["busybox:latest"]
+
+
+def test_a_ping_is_answered_by_a_pool_process_of_the_hosts_worker(live):
+    from console import tasks
+    from console.operations import call
+    from tests.live import _session_tree
+
+    answer = call(tasks.ping, live.host)
+    assert answer["host"] == live.host
+    # Not the caller, not the worker's main process: the pool process a task runs in.
+    assert answer["pid"] in set(_session_tree(live.worker_pid)) - {live.worker_pid}
