@@ -250,9 +250,7 @@ def remove_container(container_id: str, force: bool = False, volumes: bool = Fal
     noted: dict = {}
 
     def note_rows() -> None:
-        """What the rows tell before they go."""
-        noted["named"] = dns_sync.is_named(container_id)
-        noted["anonymous"] = volume_services.anonymous_volumes_of(container_id) if volumes else []
+        noted.update(watcher.rows_before_removal(container_id, volumes))
 
     if row is not None and force:
         watcher.remove_with_network(row, note_rows)  # all at once: rm -f waits for the slowest, not the sum
@@ -264,9 +262,7 @@ def remove_container(container_id: str, force: bool = False, volumes: bool = Fal
             pass  # removed already: a duplicate, or gone while nobody watched
         if row is not None:
             networking.tear_down(row)
-    state.forget(container_id)
-    volume_services.release_anonymous_volumes(noted["anonymous"])
-    dns_sync.notify_for(container_id, noted["named"])
+    watcher.after_removal(container_id, noted)
 
 
 # --- volumes -------------------------------------------------------------------------

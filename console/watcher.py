@@ -248,9 +248,7 @@ def remove_after_exit(row: Container) -> None:
     noted: dict = {}
 
     def note_removal() -> None:
-        """What the rows tell before they go, and the removal's audit row."""
-        noted["named"] = dns_sync.is_named(row.id)
-        noted["anonymous"] = volume_services.anonymous_volumes_of(row.id)
+        noted.update(rows_before_removal(row.id))
         noted["operation"] = Operation.objects.create(
             source=Operation.SOURCE_SYSTEM, action="container.remove", target_id=row.id, target_name=row.name,
             state=Operation.STATE_RUNNING, detail={"reason": "AutoRemove", **_stamp()})
@@ -263,10 +261,22 @@ def remove_after_exit(row: Container) -> None:
             Operation.objects.filter(pk=noted["operation"].pk).update(
                 state=Operation.STATE_FAILED, error=str(error), finished=timezone.now())
         raise
-    state.forget(row.id)
-    volume_services.release_anonymous_volumes(noted["anonymous"])
-    dns_sync.notify_for(row.id, noted["named"])
+    after_removal(row.id, noted)
     Operation.objects.filter(pk=noted["operation"].pk).update(state=Operation.STATE_DONE, finished=timezone.now())
+
+
+def rows_before_removal(container_id: str, volumes: bool = True) -> dict:
+    """What the rows tell before they go: are the container's names in a network's DNS, and (with
+    ``volumes``) its anonymous volumes."""
+    return {"named": dns_sync.is_named(container_id),
+            "anonymous": volume_services.anonymous_volumes_of(container_id) if volumes else []}
+
+
+def after_removal(container_id: str, noted: dict) -> None:
+    """The row goes (published as removed), then the anonymous volumes ``noted`` and the DNS records."""
+    state.forget(container_id)
+    volume_services.release_anonymous_volumes(noted["anonymous"])
+    dns_sync.notify_for(container_id, noted["named"])
 
 
 def remove_with_network(row: Container, first: Callable[[], None] | None = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
-from .spec import NETWORK_HOST, NETWORK_NETNS, Container
+from .spec import NETWORK_HOST, NETWORK_NETNS, TERMINAL_SIDE_MAX, Container
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -94,7 +94,7 @@ def _process(container: Container, uid: int, gid: int, extra_gids: list[int]) ->
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
         "noNewPrivileges": True,
     }
-    if spec.tty and len(spec.console_size) == 2 and all(0 < n <= 0xFFFF for n in spec.console_size):
+    if spec.tty and len(spec.console_size) == 2 and all(0 < n <= TERMINAL_SIDE_MAX for n in spec.console_size):
         # runc init sizes the console before PID 1 runs; a resize after its start could come after
         # PID 1's first look at its terminal.
         process["consoleSize"] = {"height": spec.console_size[0], "width": spec.console_size[1]}

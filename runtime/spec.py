@@ -13,6 +13,8 @@ import functools
 import typing
 from dataclasses import dataclass, field
 
+TERMINAL_SIDE_MAX = 0xFFFF  # a terminal's rows or columns: the kernel keeps each in 16 bits
+
 NETWORK_NONE = "none"
 NETWORK_HOST = "host"
 NETWORK_NETNS = "netns"
@@ -78,7 +80,8 @@ class ContainerSpec:
     hostname: str = ""
     domainname: str = ""
     tty: bool = False
-    # The terminal's [rows, cols] before PID 1 runs (Docker's HostConfig.ConsoleSize); [] = 0x0 until a resize.
+    # The terminal's [rows, cols] before PID 1 runs (Docker's HostConfig.ConsoleSize, each at most
+    # TERMINAL_SIDE_MAX); [] = 0x0 until a resize.
     console_size: list[int] = field(default_factory=list)
     open_stdin: bool = False
     # Close PID 1's stdin when the first attached client closes its input (docker run -i).

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from runtime.containers import exec_exit_code, set_window_size
 from runtime.errors import ContainerNotRunning
+from runtime.spec import TERMINAL_SIDE_MAX
 
 from ... import hangup
 from .. import stdcopy
@@ -131,9 +132,6 @@ def _flag(body: dict, name: str) -> bool:
         raise bad_request(f"json: cannot unmarshal {type(value).__name__} into Go struct field "
                           f"ExecOptions.{name} of type bool")
     return bool(value)
-
-
-TERMINAL_SIDE_MAX = 0xFFFF  # rows or columns: a terminal's size is two 16-bit numbers
 
 
 def _console_size(value) -> tuple[int, int] | None:
