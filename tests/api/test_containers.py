@@ -43,6 +43,17 @@ def test_create_with_an_empty_body_is_400(client):
     assert c.response()[0] == 400
 
 
+def test_a_console_size_beyond_16_bits_is_400_and_creates_nothing(client, services):
+    before = len(services.calls)
+    status, _, data = client().json("POST", "/containers/create?name=wide",
+                                    {"Image": "busybox", "Tty": True, "HostConfig": {"ConsoleSize": [70000, 80]}})
+    assert status == 400 and data["message"] == ("invalid ConsoleSize [70000, 80]: rows and columns are each "
+                                                 "at most 65535"), data
+    assert len(services.calls) == before
+    assert client().json("GET", "/containers/wide/json")[0] == 404
+    assert _create(client, "tall", Tty=True, HostConfig={"ConsoleSize": [65535, 80]})
+
+
 def test_a_plain_string_cmd_becomes_a_one_item_list():
     assert check_create_body({"Image": "x", "Cmd": "echo hi"})["Cmd"] == ["echo hi"]
 

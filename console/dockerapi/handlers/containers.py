@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from runtime.errors import ContainerNotRunning
 from runtime.signals import parse_signal
+from runtime.spec import TERMINAL_SIDE_MAX
 
 from .. import local, shapes
 from ..errors import bad_request, conflict, not_implemented
@@ -84,6 +85,12 @@ def _check_fields(data: dict, fields: dict, struct: str) -> None:
                               f"{struct}.{key} of type {go_type}")
 
 
+def _check_console_size(size) -> None:
+    """Go takes any uint; a terminal keeps rows and columns in 16 bits each, as an exec's size is checked."""
+    if size and any(side > TERMINAL_SIDE_MAX for side in size):
+        raise bad_request(f"invalid ConsoleSize {size}: rows and columns are each at most {TERMINAL_SIDE_MAX}")
+
+
 def check_create_body(body) -> dict:
     """The create body with Go's type rules applied; a plain string Cmd becomes a one-item list."""
     if not isinstance(body, dict):
@@ -91,6 +98,7 @@ def check_create_body(body) -> dict:
     _check_fields(body, CONFIG_FIELDS, "Config")
     if body.get("HostConfig") is not None:
         _check_fields(body["HostConfig"], HOST_CONFIG_FIELDS, "HostConfig")
+        _check_console_size(body["HostConfig"].get("ConsoleSize"))
         if body["HostConfig"].get("CapAdd") is not None and isinstance(body["HostConfig"]["CapAdd"], str):
             body["HostConfig"]["CapAdd"] = [body["HostConfig"]["CapAdd"]]
         if body["HostConfig"].get("CapDrop") is not None and isinstance(body["HostConfig"]["CapDrop"], str):
